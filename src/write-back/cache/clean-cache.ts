@@ -1,0 +1,43 @@
+import { LRUCache } from 'lru-cache';
+
+/** A value known to equal the row in Postgres (flushed or loaded). */
+export interface CleanEntry {
+  readonly json: string;
+  readonly version: number;
+}
+
+/**
+ * Clean entries, evicted least-recently-used beyond `maxEntries`. Dirty entries never live here (they are in
+ * the DirtySet and are never evicted), so eviction can only drop values Postgres already holds.
+ */
+export class CleanCache {
+  private readonly lru: LRUCache<string, CleanEntry>;
+
+  constructor(maxEntries: number) {
+    this.lru = new LRUCache<string, CleanEntry>({ max: maxEntries });
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+
+  get(key: string): CleanEntry | undefined {
+    return this.lru.get(key);
+  }
+
+  /** Looks without refreshing recency. */
+  peek(key: string): CleanEntry | undefined {
+    return this.lru.peek(key);
+  }
+
+  /** Stores `entry` unless a newer version of the key is already cached. */
+  set(key: string, entry: CleanEntry): void {
+    const current = this.lru.peek(key);
+    if (current !== undefined && current.version > entry.version) return;
+    this.lru.set(key, entry);
+  }
+
+  delete(key: string): void {
+    this.lru.delete(key);
+  }
+}

@@ -1,0 +1,208 @@
+import type { WriteBackPriority } from '../write-back.options.js';
+
+export const PRIORITY_RANK: Readonly<Record<WriteBackPriority, number>> = { high: 0, normal: 1, low: 2 };
+export const PRIORITY_NAMES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];
+
+/** One unflushed key. `json === null` is a tombstone (a pending delete). */
+export interface DirtyEntry {
+  readonly key: string;
+  json: string | null;
+  version: number;
+  /** 0 = high, 1 = normal, 2 = low: the highest priority of the writes it holds. */
+  rank: number;
+  /** When the oldest write not yet committed was accepted (ms since epoch). */
+  since: number;
+  /** While a flush of this entry is in flight: when the first write after its snapshot arrived, else 0. */
+  sinceSnapshot: number;
+  /** While in flight: the highest priority of the writes after the snapshot, else 3. */
+  rankSinceSnapshot: number;
+  inFlight: boolean;
+  /** Permanent-failure attempts of the current version. */
+  attempts: number;
+  firstFailedAt: number;
+}
+
+/** The immutable snapshot of an entry that one flush writes. */
+export interface FlushItem {
+  readonly key: string;
+  readonly json: string | null;
+  readonly version: number;
+  readonly rank: number;
+}
+
+/**
+ * The unflushed entries with their versions, and the order the flusher takes them in: by priority, then
+ * retries before fresh writes, then first-written first. Entries are never evicted from here; they leave only
+ * when the version that was flushed is still their latest ({@link complete}) or when dead-lettered.
+ *
+ * Plain data structure: no timers, no I/O. Only the flusher calls {@link take}, {@link complete} and
+ * {@link release}, so it alone owns the in-flight state.
+ */
+export class DirtySet {
+  private readonly entries = new Map<string, DirtyEntry>();
+  /** Per rank: keys whose flush failed transiently (retried first), then fresh keys. Insertion-ordered. */
+  private readonly retryQueues: Set<string>[] = [new Set(), new Set(), new Set()];
+  private readonly freshQueues: Set<string>[] = [new Set(), new Set(), new Set()];
+  private readonly inFlight = new Set<string>();
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** Entries waiting to be taken (dirty and not in flight). */
+  get queuedCount(): number {
+    return this.entries.size - this.inFlight.size;
+  }
+
+  get(key: string): DirtyEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  /**
+   * Records a write (or a tombstone with `json === null`). Returns true when it coalesced into an entry
+   * that was already dirty and not in flight, so no extra row write will happen.
+   */
+  write(key: string, json: string | null, version: number, rank: number, now: number): boolean {
+    const entry = this.entries.get(key);
+    if (entry === undefined) {
+      this.entries.set(key, {
+        key,
+        json,
+        version,
+        rank,
+        since: now,
+        sinceSnapshot: 0,
+        rankSinceSnapshot: 3,
+        inFlight: false,
+        attempts: 0,
+        firstFailedAt: 0,
+      });
+      this.freshQueues[rank].add(key);
+      return false;
+    }
+    entry.json = json;
+    entry.version = version;
+    entry.attempts = 0;
+    entry.firstFailedAt = 0;
+    if (entry.inFlight) {
+      if (entry.sinceSnapshot === 0) entry.sinceSnapshot = now;
+      if (rank < entry.rankSinceSnapshot) entry.rankSinceSnapshot = rank;
+      return false;
+    }
+    if (rank < entry.rank) {
+      const queue = this.retryQueues[entry.rank].delete(key) ? this.retryQueues : this.freshQueues;
+      this.freshQueues[entry.rank].delete(key);
+      queue[rank].add(key);
+      entry.rank = rank;
+    }
+    return true;
+  }
+
+  /** Takes up to `max` queued entries, highest priority first, and marks them in flight. */
+  take(max: number): FlushItem[] {
+    const items: FlushItem[] = [];
+    for (let rank = 0; rank < 3 && items.length < max; rank++) {
+      for (const queue of [this.retryQueues[rank], this.freshQueues[rank]]) {
+        for (const key of queue) {
+          if (items.length >= max) break;
+          queue.delete(key);
+          const entry = this.entries.get(key)!;
+          entry.inFlight = true;
+          this.inFlight.add(key);
+          items.push({ key, json: entry.json, version: entry.version, rank: entry.rank });
+        }
+      }
+    }
+    return items;
+  }
+
+  /** Takes one key out of the queue (for a write-through), or undefined if it is not queued. */
+  takeKey(key: string): FlushItem | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined || entry.inFlight) return undefined;
+    this.retryQueues[entry.rank].delete(key);
+    this.freshQueues[entry.rank].delete(key);
+    entry.inFlight = true;
+    this.inFlight.add(key);
+    return { key, json: entry.json, version: entry.version, rank: entry.rank };
+  }
+
+  /**
+   * The flush of `item` committed (or it was dead-lettered). The entry leaves the set only if `item.version`
+   * is still its latest; otherwise a newer write arrived meanwhile and the entry is queued again.
+   * Returns true if the entry became clean.
+   */
+  complete(item: FlushItem): boolean {
+    const entry = this.entries.get(item.key);
+    if (entry === undefined) return true;
+    this.inFlight.delete(item.key);
+    entry.inFlight = false;
+    if (entry.version === item.version) {
+      this.entries.delete(item.key);
+      return true;
+    }
+    entry.since = entry.sinceSnapshot || entry.since;
+    entry.rank = entry.rankSinceSnapshot < 3 ? entry.rankSinceSnapshot : entry.rank;
+    entry.sinceSnapshot = 0;
+    entry.rankSinceSnapshot = 3;
+    this.freshQueues[entry.rank].add(item.key);
+    return false;
+  }
+
+  /** The flush of `item` did not commit: the entry stays dirty and is queued to be retried first. */
+  release(item: FlushItem): void {
+    const entry = this.entries.get(item.key);
+    if (entry === undefined) return;
+    this.inFlight.delete(item.key);
+    entry.inFlight = false;
+    if (entry.rankSinceSnapshot < entry.rank) entry.rank = entry.rankSinceSnapshot;
+    entry.sinceSnapshot = 0;
+    entry.rankSinceSnapshot = 3;
+    this.retryQueues[entry.rank].add(item.key);
+  }
+
+  /** Age base of the oldest unflushed write (ms since epoch), or undefined when nothing is dirty. */
+  oldestSince(): number | undefined {
+    let oldest: number | undefined;
+    const consider = (key: string | undefined) => {
+      if (key === undefined) return;
+      const since = this.entries.get(key)!.since;
+      if (oldest === undefined || since < oldest) oldest = since;
+    };
+    for (let rank = 0; rank < 3; rank++) {
+      consider(first(this.retryQueues[rank]));
+      consider(first(this.freshQueues[rank]));
+    }
+    for (const key of this.inFlight) consider(key);
+    return oldest;
+  }
+
+  /** Key -> version of every dirty entry: what a `flush()` called now must see persisted. */
+  snapshotVersions(): Map<string, number> {
+    const versions = new Map<string, number>();
+    for (const [key, entry] of this.entries) versions.set(key, entry.version);
+    return versions;
+  }
+
+  /** Queued counts per priority name (for stats). */
+  queuedByPriority(): Record<WriteBackPriority, number> {
+    const counts = { high: 0, normal: 0, low: 0 };
+    for (let rank = 0; rank < 3; rank++) {
+      counts[PRIORITY_NAMES[rank]] = this.retryQueues[rank].size + this.freshQueues[rank].size;
+    }
+    return counts;
+  }
+}
+
+function first(set: Set<string>): string | undefined {
+  for (const value of set) return value;
+  return undefined;
+}

@@ -1,0 +1,81 @@
+import {
+  WriteBackInvalidKeyError,
+  WriteBackInvalidValueError,
+  WriteBackValueTooLargeError,
+  truncate,
+} from '../write-back.errors.js';
+
+/** Throws {@link WriteBackInvalidKeyError} unless `key` is a non-empty string Postgres `text` accepts. */
+export function validateKey(key: unknown, maxKeyLength: number): asserts key is string {
+  if (typeof key !== 'string') {
+    throw new WriteBackInvalidKeyError(`Key must be a string, got ${key === null ? 'null' : typeof key}.`);
+  }
+  if (key.length === 0) throw new WriteBackInvalidKeyError('Key must not be empty.');
+  if (key.length > maxKeyLength) {
+    throw new WriteBackInvalidKeyError(
+      `Key "${truncate(key)}" is ${key.length} characters long, over "maxKeyLength" (${maxKeyLength}).`,
+    );
+  }
+  if (key.includes('\u0000')) {
+    throw new WriteBackInvalidKeyError(`Key "${truncate(key.replace(/\u0000/g, '\\0'))}" contains a NUL character, which Postgres text rejects.`);
+  }
+}
+
+function rejectUnrepresentable(this: unknown, _key: string, value: unknown): unknown {
+  const type = typeof value;
+  if (type === 'function' || type === 'symbol') {
+    throw new WriteBackInvalidValueError(`Values must be JSON: found a ${type}.`);
+  }
+  if (type === 'number' && !Number.isFinite(value as number)) {
+    throw new WriteBackInvalidValueError(`Values must be JSON: found ${String(value)}, which JSON turns into null.`);
+  }
+  return value;
+}
+
+// JSON.stringify escapes NUL as \u0000 and lone surrogates as \udXXX; an odd run of backslashes before the
+// escape means it is an escape, not literal text. Postgres jsonb rejects both (22P05 / 22P02).
+const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
+
+/**
+ * Serializes once at `set`: the JSON text is the snapshot that is cached, logged and flushed, so later changes
+ * to the caller's object change nothing. Throws {@link WriteBackInvalidValueError} or
+ * {@link WriteBackValueTooLargeError} for values jsonb cannot hold or that are over `maxValueBytes`.
+ */
+export function serializeValue(key: string, value: unknown, maxValueBytes: number): string {
+  if (value === undefined) {
+    throw new WriteBackInvalidValueError(`Value for key "${truncate(key)}" is undefined; use delete() to remove a key.`);
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, rejectUnrepresentable);
+  } catch (error) {
+    if (error instanceof WriteBackInvalidValueError) {
+      throw new WriteBackInvalidValueError(`Value for key "${truncate(key)}" is not JSON: ${error.message}`);
+    }
+    // BigInt and circular structures: JSON.stringify throws a TypeError.
+    throw new WriteBackInvalidValueError(
+      `Value for key "${truncate(key)}" is not JSON: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  if (json === undefined) {
+    throw new WriteBackInvalidValueError(`Value for key "${truncate(key)}" has no JSON form (${typeof value}).`);
+  }
+  if (json.includes('\\u0000') && NUL_ESCAPE.test(json)) {
+    throw new WriteBackInvalidValueError(
+      `Value for key "${truncate(key)}" contains the character \\u0000, which Postgres jsonb rejects.`,
+    );
+  }
+  if (json.includes('\\ud') && LONE_SURROGATE_ESCAPE.test(json)) {
+    throw new WriteBackInvalidValueError(
+      `Value for key "${truncate(key)}" contains a lone UTF-16 surrogate, which Postgres jsonb rejects.`,
+    );
+  }
+  // A UTF-16 unit is at most 3 UTF-8 bytes: count exactly only when the bound can be crossed.
+  if (json.length * 3 > maxValueBytes) {
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes > maxValueBytes) throw new WriteBackValueTooLargeError(key, bytes, maxValueBytes);
+  }
+  return json;
+}

@@ -1,0 +1,157 @@
+import type { FlushListener } from '../flush/flusher.js';
+import type { FlushItem } from './dirty-set.js';
+import type { StoredRow } from '../store/write-back.store.js';
+import { CleanCache } from './clean-cache.js';
+import { DirtySet } from './dirty-set.js';
+import { VersionClock } from './version-clock.js';
+
+export interface CacheCounters {
+  reads: number;
+  hits: number;
+  misses: number;
+  loads: number;
+  writes: number;
+  coalesced: number;
+}
+
+interface PendingLoad {
+  promise: Promise<StoredRow | undefined>;
+  /** A write to the key landed while loading: the loaded row must not be cached, memory wins. */
+  stale: boolean;
+}
+
+/**
+ * The in-memory state: dirty entries (never evicted) over an LRU of clean ones, versions per key, read-through
+ * with one load per key at a time, and the room left under `maxDirtyEntries`. Values are kept as the JSON text
+ * serialized at `set`. No timers, no SQL: the loader is injected.
+ */
+export class WriteBackCache implements FlushListener {
+  readonly dirty = new DirtySet();
+  readonly clean: CleanCache;
+  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0 };
+  private readonly clock: VersionClock;
+  private readonly loading = new Map<string, PendingLoad>();
+  private roomWaiters: (() => void)[] = [];
+
+  constructor(
+    maxEntries: number,
+    private readonly maxDirtyEntries: number,
+    private readonly loader: (key: string) => Promise<StoredRow | undefined>,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.clean = new CleanCache(maxEntries);
+    this.clock = new VersionClock(now);
+  }
+
+  /** The JSON text of `key`, from memory or loaded from Postgres; undefined if absent or pending delete. */
+  async get(key: string): Promise<string | undefined> {
+    this.counters.reads++;
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined) {
+      this.counters.hits++;
+      return dirty.json ?? undefined;
+    }
+    const clean = this.clean.get(key);
+    if (clean !== undefined) {
+      this.counters.hits++;
+      return clean.json;
+    }
+    this.counters.misses++;
+    return this.load(key);
+  }
+
+  private async load(key: string): Promise<string | undefined> {
+    let pending = this.loading.get(key);
+    if (pending === undefined) {
+      this.counters.loads++;
+      const created: PendingLoad = { stale: false, promise: undefined! };
+      created.promise = this.loader(key)
+        .then((row) => {
+          if (row !== undefined && !created.stale && !this.dirty.has(key)) this.clean.set(key, row);
+          return row;
+        })
+        .finally(() => {
+          if (this.loading.get(key) === created) this.loading.delete(key);
+        });
+      this.loading.set(key, created);
+      pending = created;
+    }
+    const row = await pending.promise;
+    if (!pending.stale) return row?.json;
+    // Written while loading: what memory holds now is newer than the row read.
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined) return dirty.json ?? undefined;
+    return this.clean.peek(key)?.json;
+  }
+
+  /** True if a write to `key` fits under `maxDirtyEntries` now (rewriting a dirty key always fits). */
+  hasRoomFor(key: string): boolean {
+    return this.dirty.size < this.maxDirtyEntries || this.dirty.has(key);
+  }
+
+  /** Resolves when an entry leaves the dirty set (the caller checks again), or false after `timeoutMs`. */
+  waitForRoom(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.roomWaiters = this.roomWaiters.filter((w) => w !== wake);
+        resolve(false);
+      }, timeoutMs);
+      this.roomWaiters.push(wake);
+    });
+  }
+
+  /** Records a write (`json === null`: a delete) at a version above any this process has seen for the key. */
+  write(key: string, json: string | null, rank: number): number {
+    const floor = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
+    const version = this.clock.next(floor);
+    this.applyWrite(key, json, version, rank);
+    return version;
+  }
+
+  /**
+   * Re-queues a write at its original version (a dead-letter replay), unless memory already holds a newer
+   * version of the key. The version guard in Postgres decides against newer rows. Returns false if skipped.
+   */
+  requeue(key: string, json: string | null, version: number, rank: number): boolean {
+    const known = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
+    if (known >= version) return false;
+    this.applyWrite(key, json, version, rank);
+    return true;
+  }
+
+  private applyWrite(key: string, json: string | null, version: number, rank: number): void {
+    this.counters.writes++;
+    if (this.dirty.write(key, json, version, rank, this.now())) this.counters.coalesced++;
+    // The dirty entry shadows any clean copy; drop it so one key is held once.
+    this.clean.delete(key);
+    const loading = this.loading.get(key);
+    if (loading !== undefined) loading.stale = true;
+  }
+
+  onCommitted(item: FlushItem, clean: boolean): void {
+    if (clean) {
+      if (item.json !== null) this.clean.set(item.key, { json: item.json, version: item.version });
+      else this.clean.delete(item.key);
+      this.wakeRoomWaiters();
+    }
+  }
+
+  onDeadLettered(item: FlushItem, clean: boolean): void {
+    // Memory falls back to what Postgres holds, so reads agree with the table.
+    if (clean) {
+      this.clean.delete(item.key);
+      this.wakeRoomWaiters();
+    }
+  }
+
+  private wakeRoomWaiters(): void {
+    if (this.roomWaiters.length === 0) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}

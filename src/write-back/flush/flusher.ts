@@ -1,0 +1,425 @@
+import type { DirtySet, FlushItem } from '../cache/dirty-set.js';
+import type { DeadLetterFailure } from '../store/write-back.store.js';
+import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
+import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
+import { classifyError, errorCode } from './error-classifier.js';
+
+/** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
+export interface FlushSink {
+  writeBatch(items: readonly FlushItem[]): Promise<void>;
+  insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void>;
+}
+
+/** One timer slot the flusher re-arms itself (wired to SchedulerRegistry by the module). */
+export interface FlushTimer {
+  set(callback: () => void, delayMs: number): void;
+  clear(): void;
+}
+
+export interface FlusherLogger {
+  log(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface FlusherOptions {
+  autoFlush: boolean;
+  flushIntervalMs: number;
+  highPriorityDelayMs: number;
+  batchSize: number;
+  flushConcurrency: number;
+  maxRetries: number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  circuitBreakerThreshold: number;
+}
+
+/** Told about every entry that leaves the in-flight state for good. */
+export interface FlushListener {
+  /** `item` is in Postgres; `clean` says whether it was still the key's latest version. */
+  onCommitted(item: FlushItem, clean: boolean): void;
+  /** `item` went to the dead-letter table; `clean` as above. */
+  onDeadLettered(item: FlushItem, clean: boolean): void;
+}
+
+export interface FlushReport {
+  /** Entries that were dirty when flush() was called. */
+  requested: number;
+  /** Of those, committed (at their version or a newer one). */
+  committed: number;
+  /** Of those, moved to the dead-letter table. */
+  deadLettered: number;
+  durationMs: number;
+}
+
+export interface FlushCounters {
+  flushes: number;
+  flushedEntries: number;
+  flushErrors: number;
+  retries: number;
+  deadLettered: number;
+  flushDurationMsTotal: number;
+  flushDurationMsMax: number;
+}
+
+export interface FlushError {
+  code: string | undefined;
+  message: string;
+  at: Date;
+}
+
+interface Waiter {
+  remaining: Map<string, number>;
+  committed: number;
+  deadLettered: number;
+  cancelled: boolean;
+}
+
+type Outcome = 'committed' | 'deadLettered';
+
+/**
+ * Moves dirty entries to Postgres in batches: a self-rescheduling timer ticks every `flushIntervalMs` (earlier
+ * when `batchSize` entries are queued or a `high` write arrives) and starts a round unless one is running; a
+ * round runs `flushConcurrency` workers that take batches until nothing is queued. Transient failures put the
+ * batch back and back off behind a circuit breaker; permanent ones split the batch until the bad rows are
+ * alone, and dead-letter each after `maxRetries` attempts.
+ *
+ * Plain TypeScript (no Nest): the timer, clock and sink are injected, so it runs under fake timers.
+ */
+export class Flusher {
+  readonly counters: FlushCounters = {
+    flushes: 0,
+    flushedEntries: 0,
+    flushErrors: 0,
+    retries: 0,
+    deadLettered: 0,
+    flushDurationMsTotal: 0,
+    flushDurationMsMax: 0,
+  };
+  lastFlushAt: Date | undefined;
+  lastError: FlushError | undefined;
+  /** When the timer last ticked (ms since epoch): liveness. */
+  lastTickAt: number;
+
+  private readonly breaker: CircuitBreaker;
+  private readonly waiters = new Set<Waiter>();
+  private readonly active = new Set<Promise<void>>();
+  private round: Promise<void> | undefined;
+  private timerDueAt = Number.POSITIVE_INFINITY;
+  private timerRunning = false;
+  private closed = false;
+  private lastCircuit: CircuitState = 'closed';
+
+  constructor(
+    private readonly dirty: DirtySet,
+    private readonly sink: FlushSink,
+    private readonly listener: FlushListener,
+    private readonly options: FlusherOptions,
+    private readonly timer: FlushTimer,
+    private readonly logger: FlusherLogger,
+    private readonly now: () => number = Date.now,
+    random: () => number = Math.random,
+  ) {
+    this.breaker = new CircuitBreaker(
+      options.circuitBreakerThreshold,
+      options.retryBaseDelayMs,
+      options.retryMaxDelayMs,
+      random,
+    );
+    this.lastTickAt = now();
+  }
+
+  /** Starts the timer (when `autoFlush`). */
+  start(): void {
+    if (!this.options.autoFlush || this.closed) return;
+    this.timerRunning = true;
+    this.lastTickAt = this.now();
+    this.arm(this.options.flushIntervalMs);
+  }
+
+  /** Stops the timer; rounds in progress finish. */
+  stopTimer(): void {
+    this.timerRunning = false;
+    this.timerDueAt = Number.POSITIVE_INFINITY;
+    this.timer.clear();
+  }
+
+  get isTimerRunning(): boolean {
+    return this.timerRunning;
+  }
+
+  get inFlight(): number {
+    return this.dirty.inFlightCount;
+  }
+
+  circuitState(): CircuitState {
+    return this.breaker.state(this.now());
+  }
+
+  /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
+  notifyWrite(rank: number): void {
+    if (!this.timerRunning || this.round !== undefined) return;
+    if (this.dirty.queuedCount >= this.options.batchSize) this.arm(0);
+    else if (rank === 0) this.arm(this.options.highPriorityDelayMs);
+  }
+
+  /**
+   * Persists every entry dirty now; resolves when each is committed (at its version or newer) or
+   * dead-lettered. Transient failures are retried with backoff until then, or until `timeoutMs`.
+   */
+  async flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
+    const started = this.now();
+    const remaining = this.dirty.snapshotVersions();
+    const waiter: Waiter = { remaining, committed: 0, deadLettered: 0, cancelled: false };
+    const requested = remaining.size;
+    if (requested > 0) {
+      this.waiters.add(waiter);
+      try {
+        await withTimeout(this.driveUntilDone(waiter), options.timeoutMs, () => {
+          return new WriteBackFlushTimeoutError(waiter.remaining.size, options.timeoutMs!);
+        });
+      } finally {
+        waiter.cancelled = true;
+        this.waiters.delete(waiter);
+      }
+    }
+    return {
+      requested,
+      committed: waiter.committed,
+      deadLettered: waiter.deadLettered,
+      durationMs: this.now() - started,
+    };
+  }
+
+  /**
+   * Writes one key now, outside the round order (for `writeThrough`). Resolves with how it ended, or with
+   * `queued` plus the error when Postgres did not take it (the entry then stays dirty for the flusher).
+   */
+  async flushKey(key: string): Promise<{ outcome: Outcome | 'queued'; error?: unknown }> {
+    for (;;) {
+      const entry = this.dirty.get(key);
+      if (entry === undefined) return { outcome: 'committed' };
+      if (!entry.inFlight) break;
+      await Promise.allSettled([...this.active]);
+    }
+    const item = this.dirty.takeKey(key)!;
+    const waiter: Waiter = { remaining: new Map([[key, item.version]]), committed: 0, deadLettered: 0, cancelled: false };
+    this.waiters.add(waiter);
+    let failure: unknown;
+    try {
+      await this.track(this.writeItems([item], (error) => (failure = error)));
+    } finally {
+      this.waiters.delete(waiter);
+    }
+    if (waiter.committed > 0) return { outcome: 'committed' };
+    if (waiter.deadLettered > 0) return { outcome: 'deadLettered', error: failure };
+    return { outcome: 'queued', error: failure };
+  }
+
+  /**
+   * Graceful shutdown: stops the timer, flushes for at most `timeoutMs`, then refuses further rounds.
+   * Returns how many entries are still dirty.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.stopTimer();
+    try {
+      await this.flush({ timeoutMs });
+    } catch (error) {
+      if (!(error instanceof WriteBackFlushTimeoutError)) throw error;
+    } finally {
+      this.closed = true;
+    }
+    return this.dirty.size;
+  }
+
+  private arm(delayMs: number): void {
+    const due = this.now() + delayMs;
+    if (due >= this.timerDueAt) return;
+    this.timerDueAt = due;
+    this.timer.set(() => this.tick(), delayMs);
+  }
+
+  private tick(): void {
+    this.timerDueAt = Number.POSITIVE_INFINITY;
+    if (!this.timerRunning) return;
+    this.lastTickAt = this.now();
+    try {
+      this.updateCircuitLog();
+      if (this.dirty.queuedCount > 0 && this.breaker.waitMs(this.now()) === 0) void this.startRound();
+    } catch (error) {
+      this.logger.error(`Flush tick failed: ${errorMessage(error)}`);
+    }
+    this.arm(this.options.flushIntervalMs);
+  }
+
+  private startRound(): Promise<void> {
+    if (this.round === undefined) {
+      this.round = this.runRound().finally(() => {
+        this.round = undefined;
+      });
+    }
+    return this.round;
+  }
+
+  private async runRound(): Promise<void> {
+    const workers: Promise<void>[] = [];
+    for (let i = 0; i < this.options.flushConcurrency; i++) workers.push(this.worker());
+    await Promise.all(workers);
+  }
+
+  private async worker(): Promise<void> {
+    while (!this.closed && this.breaker.waitMs(this.now()) === 0) {
+      const items = this.dirty.take(this.options.batchSize);
+      if (items.length === 0) return;
+      await this.track(this.writeItems(items));
+    }
+  }
+
+  private async driveUntilDone(waiter: Waiter): Promise<void> {
+    while (waiter.remaining.size > 0 && !waiter.cancelled) {
+      const wait = this.breaker.waitMs(this.now());
+      if (wait > 0) {
+        await sleep(wait);
+      } else if (this.dirty.queuedCount > 0 && !this.closed) {
+        await this.startRound();
+      } else if (this.active.size > 0) {
+        await Promise.allSettled([...this.active]);
+      } else {
+        // Nothing queued or in flight: whatever is left was cleaned by a path that already reported it.
+        for (const key of waiter.remaining.keys()) if (!this.dirty.has(key)) waiter.remaining.delete(key);
+        if (waiter.remaining.size > 0 && this.closed) throw new WriteBackClosedError('flush');
+        if (waiter.remaining.size > 0) throw new Error('write-back flush stalled: dirty entries are neither queued nor in flight');
+      }
+    }
+  }
+
+  private track(work: Promise<void>): Promise<void> {
+    this.active.add(work);
+    return work.finally(() => this.active.delete(work));
+  }
+
+  /** Writes `items` as one batch; never throws. `onFailure` sees the last error of a row that did not commit. */
+  private async writeItems(items: FlushItem[], onFailure?: (error: unknown) => void): Promise<void> {
+    const started = this.now();
+    try {
+      await this.sink.writeBatch(items);
+    } catch (error) {
+      onFailure?.(error);
+      return this.onBatchError(items, error, onFailure);
+    }
+    const duration = this.now() - started;
+    this.counters.flushes++;
+    this.counters.flushedEntries += items.length;
+    this.counters.flushDurationMsTotal += duration;
+    if (duration > this.counters.flushDurationMsMax) this.counters.flushDurationMsMax = duration;
+    this.lastFlushAt = new Date();
+    if (this.breaker.recordSuccess()) this.logger.log('Postgres accepts writes again: circuit closed');
+    this.lastCircuit = 'closed';
+    for (const item of items) this.settle(item, 'committed', this.dirty.complete(item));
+  }
+
+  private async onBatchError(items: FlushItem[], error: unknown, onFailure?: (error: unknown) => void): Promise<void> {
+    const code = errorCode(error);
+    this.counters.flushErrors++;
+    this.lastError = { code, message: errorMessage(error), at: new Date() };
+    if (classifyError(error) === 'transient') {
+      const delay = this.breaker.recordFailure(this.now());
+      this.counters.retries++;
+      for (const item of items) this.dirty.release(item);
+      this.logger.warn(
+        `Flush of ${items.length} entries failed (${code ?? 'no code'}: ${errorMessage(error)}); ` +
+          `kept dirty, retry in ${delay} ms (consecutive failures: ${this.breaker.consecutiveFailures})`,
+      );
+      this.updateCircuitLog();
+      return;
+    }
+    if (items.length > 1) {
+      // Isolate the bad rows: the halves that hold none commit.
+      const middle = items.length >>> 1;
+      await this.writeItems(items.slice(0, middle), onFailure);
+      await this.writeItems(items.slice(middle), onFailure);
+      return;
+    }
+    await this.onRowRejected(items[0], error, onFailure);
+  }
+
+  private async onRowRejected(item: FlushItem, error: unknown, onFailure?: (error: unknown) => void): Promise<void> {
+    const entry = this.dirty.get(item.key);
+    if (entry === undefined || entry.version !== item.version) {
+      // A newer write superseded the rejected one; try that instead.
+      this.dirty.release(item);
+      return;
+    }
+    const now = this.now();
+    entry.attempts++;
+    if (entry.firstFailedAt === 0) entry.firstFailedAt = now;
+    const code = errorCode(error);
+    if (entry.attempts < this.options.maxRetries) {
+      this.logger.warn(
+        `Postgres rejected key "${truncate(item.key)}" (${code}: ${errorMessage(error)}); ` +
+          `attempt ${entry.attempts} of ${this.options.maxRetries}`,
+      );
+      return this.writeItems([item], onFailure);
+    }
+    try {
+      await this.sink.insertDeadLetter(item, {
+        code,
+        message: errorMessage(error),
+        attempts: entry.attempts,
+        firstFailedAt: new Date(entry.firstFailedAt),
+        lastFailedAt: new Date(now),
+      });
+    } catch (deadLetterError) {
+      // Could not record it: keep the row dirty rather than drop it.
+      const delay = this.breaker.recordFailure(this.now());
+      this.dirty.release(item);
+      this.logger.error(
+        `Could not dead-letter key "${truncate(item.key)}" (${errorMessage(deadLetterError)}); kept dirty, retry in ${delay} ms`,
+      );
+      return;
+    }
+    this.counters.deadLettered++;
+    this.logger.error(
+      `Dead-lettered ${item.json === null ? 'delete' : 'upsert'} of key "${truncate(item.key)}" version ${item.version} ` +
+        `after ${entry.attempts} attempts (${code}: ${errorMessage(error)})`,
+    );
+    this.settle(item, 'deadLettered', this.dirty.complete(item));
+  }
+
+  private settle(item: FlushItem, outcome: Outcome, clean: boolean): void {
+    if (outcome === 'committed') this.listener.onCommitted(item, clean);
+    else this.listener.onDeadLettered(item, clean);
+    if (this.waiters.size === 0) return;
+    for (const waiter of this.waiters) {
+      const target = waiter.remaining.get(item.key);
+      if (target === undefined || item.version < target) continue;
+      waiter.remaining.delete(item.key);
+      if (outcome === 'committed') waiter.committed++;
+      else waiter.deadLettered++;
+    }
+  }
+
+  private updateCircuitLog(): void {
+    const state = this.breaker.state(this.now());
+    if (state === 'open' && this.lastCircuit === 'closed') {
+      this.logger.error(
+        `Circuit open after ${this.breaker.consecutiveFailures} consecutive flush failures; ` +
+          `writes stay in memory and readiness reports down`,
+      );
+    }
+    this.lastCircuit = state === 'half-open' ? this.lastCircuit : state;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout<T>(work: Promise<T>, timeoutMs: number | undefined, onTimeout: () => Error): Promise<T> {
+  if (timeoutMs === undefined) return work;
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}

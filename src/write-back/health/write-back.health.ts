@@ -1,0 +1,109 @@
+import { Logger, type OnModuleInit } from '@nestjs/common';
+import type { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import type { WriteBackService } from '../write-back.service.js';
+
+export interface WriteBackHealth {
+  healthy: boolean;
+  details: Record<string, unknown>;
+}
+
+/**
+ * Readiness and liveness of one write-back instance as terminus indicator results. Neither ever throws: a down
+ * result carries the reason in `reasons`. Readiness is down when the flush lag is over `maxFlushLagMs`, dirty
+ * entries are over `dirtyHighWatermark`, or the circuit is open. Liveness is down only when the flush timer has
+ * stopped ticking (never because Postgres is down: restarting every pod would not bring it back).
+ *
+ * `@nestjs/terminus` is an optional peer: without it the same result objects are built by hand.
+ */
+export class WriteBackHealthIndicator implements OnModuleInit {
+  private readonly logger = new Logger('WriteBackHealthIndicator');
+  private indicators: HealthIndicatorService | undefined;
+
+  constructor(private readonly service: WriteBackService) {}
+
+  async onModuleInit(): Promise<void> {
+    try {
+      const terminus = await import('@nestjs/terminus');
+      this.indicators = new terminus.HealthIndicatorService();
+    } catch {
+      this.indicators = undefined;
+    }
+  }
+
+  /** Readiness: `GET /health/ready`. */
+  async isReady(key = 'writeBack'): Promise<HealthIndicatorResult> {
+    const health = await this.readiness();
+    return this.result(key, health);
+  }
+
+  /** Liveness: `GET /health/live`. */
+  isAlive(key = 'writeBack'): HealthIndicatorResult {
+    return this.result(key, this.liveness());
+  }
+
+  async readiness(): Promise<WriteBackHealth> {
+    const { options } = this.service;
+    const stats = this.service.stats();
+    const reasons: string[] = [];
+    if (stats.flushLagMs > options.maxFlushLagMs) reasons.push(`flush lag ${stats.flushLagMs} ms > maxFlushLagMs ${options.maxFlushLagMs}`);
+    if (stats.dirty > options.dirtyHighWatermark) reasons.push(`dirty ${stats.dirty} > dirtyHighWatermark ${options.dirtyHighWatermark}`);
+    if (stats.circuit === 'open') reasons.push('circuit open: Postgres is failing');
+    const status = this.service.flushLoopStatus();
+    if (!status.running && options.autoFlush) reasons.push('shutting down');
+    let deadLetters: number | null = null;
+    try {
+      deadLetters = await withTimeout(this.service.countDeadLetters(), 1000);
+    } catch (error) {
+      this.logger.debug(`Could not count dead letters: ${(error as Error).message}`);
+    }
+    return {
+      healthy: reasons.length === 0,
+      details: {
+        dirty: stats.dirty,
+        flushLagMs: stats.flushLagMs,
+        inFlight: stats.inFlight,
+        lastFlushAt: stats.lastFlushAt,
+        lastError: stats.lastError,
+        deadLetters,
+        circuit: stats.circuit,
+        walBytes: stats.walBytes,
+        ...(reasons.length > 0 ? { reasons } : {}),
+      },
+    };
+  }
+
+  liveness(now = Date.now()): WriteBackHealth {
+    const { options } = this.service;
+    const { running, lastTickAt } = this.service.flushLoopStatus();
+    const sinceTickMs = now - lastTickAt;
+    const limitMs = options.flushIntervalMs * options.livenessStallIntervals;
+    // Without autoFlush (or once a graceful shutdown stopped the timer) there is no loop to watch.
+    const stalled = running && options.autoFlush && sinceTickMs > limitMs;
+    return {
+      healthy: !stalled,
+      details: {
+        flushLoop: running ? 'running' : 'stopped',
+        sinceLastTickMs: sinceTickMs,
+        ...(stalled ? { reasons: [`flush timer has not ticked for ${sinceTickMs} ms (limit ${limitMs} ms)`] } : {}),
+      },
+    };
+  }
+
+  private result(key: string, health: WriteBackHealth): HealthIndicatorResult {
+    if (this.indicators !== undefined) {
+      const session = this.indicators.check(key);
+      return health.healthy ? session.up(health.details) : session.down(health.details);
+    }
+    return { [key]: { ...health.details, status: health.healthy ? 'up' : 'down' } } as HealthIndicatorResult;
+  }
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,44 @@
+export { WriteBackModule } from './write-back.module.js';
+export { WriteBackService } from './write-back.service.js';
+export type { WriteBackSetOptions, WriteBackDeleteOptions, WriteBackStats } from './write-back.service.js';
+export type {
+  WriteBackInstanceOptions,
+  WriteBackModuleAsyncOptions,
+  WriteBackOptionsFactory,
+} from './write-back.interfaces.js';
+export {
+  WRITE_BACK_DEFAULTS,
+  resolveWriteBackOptions,
+  writeBackEnvName,
+  writeBackOptionsFromEnv,
+} from './write-back.options.js';
+export type {
+  ResolvedWriteBackOptions,
+  WriteBackBackpressure,
+  WriteBackDurability,
+  WriteBackModuleOptions,
+  WriteBackPriority,
+} from './write-back.options.js';
+export { getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
+export { InjectWriteBack } from './write-back.decorators.js';
+export {
+  WriteBackClosedError,
+  WriteBackConfigError,
+  WriteBackDeadLetterNotFoundError,
+  WriteBackError,
+  WriteBackFlushTimeoutError,
+  WriteBackInvalidKeyError,
+  WriteBackInvalidValueError,
+  WriteBackOverloadedError,
+  WriteBackValidationError,
+  WriteBackValueTooLargeError,
+  WriteBackWriteThroughError,
+} from './write-back.errors.js';
+export { WriteBackHealthIndicator } from './health/write-back.health.js';
+export type { WriteBackHealth } from './health/write-back.health.js';
+export type { FlushReport } from './flush/flusher.js';
+export type { CircuitState } from './flush/circuit-breaker.js';
+export type { WriteBackDeadLetter } from './store/write-back.store.js';
+export { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './store/index.js';
+export { WriteBackEntryEntity } from './store/write-back-entry.entity.js';
+export { WriteBackDeadLetterEntity } from './store/write-back-dead-letter.entity.js';

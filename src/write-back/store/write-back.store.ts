@@ -1,0 +1,223 @@
+import { DataSource, type Repository } from 'typeorm';
+import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
+import type { FlushItem } from '../cache/dirty-set.js';
+import { WriteBackConfigError } from '../write-back.errors.js';
+import type { ResolvedWriteBackOptions } from '../write-back.options.js';
+import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
+import { WriteBackDeadLetterEntity, type WriteBackOperation } from './write-back-dead-letter.entity.js';
+
+/** What the flusher records about a row Postgres kept rejecting. */
+export interface DeadLetterFailure {
+  code: string | undefined;
+  message: string;
+  attempts: number;
+  firstFailedAt: Date;
+  lastFailedAt: Date;
+}
+
+/** A dead letter as the public API returns it (value parsed, version as a number). */
+export interface WriteBackDeadLetter {
+  id: string;
+  key: string;
+  value: unknown;
+  version: number;
+  operation: WriteBackOperation;
+  errorCode: string | null;
+  errorMessage: string;
+  attempts: number;
+  firstFailedAt: Date;
+  lastFailedAt: Date;
+}
+
+export interface StoredRow {
+  json: string;
+  version: number;
+}
+
+/**
+ * All SQL of the module. Rows travel as arrays (`unnest`), one bind parameter per column whatever the batch
+ * size (Postgres allows 65,535 parameters per statement); the JSON text serialized at `set` is sent as is.
+ */
+export class WriteBackStore {
+  private readonly entriesTable: string;
+  private readonly writeSql: string;
+  private readonly loadSql: string;
+  private readonly deadLetters: Repository<WriteBackDeadLetterEntity>;
+
+  constructor(
+    readonly dataSource: DataSource,
+    schema: string | undefined,
+  ) {
+    const prefix = schema ? `"${schema}".` : '';
+    this.entriesTable = `${prefix}"write_back_entries"`;
+    // One round trip per batch: upserts and deletes of distinct keys in one statement. Both are guarded by
+    // version, so the table never goes backwards and replays are idempotent. A batch never holds one key
+    // twice (that would be error 21000).
+    this.writeSql = `
+      WITH upserted AS (
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
+        SELECT u.key, u.value::jsonb, u.version, now()
+        FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(key, value, version)
+        ON CONFLICT ("key") DO UPDATE
+          SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
+          WHERE e."version" < excluded."version"
+        RETURNING 1
+      ), deleted AS (
+        DELETE FROM ${this.entriesTable} AS e
+        USING unnest($4::text[], $5::int8[]) AS d(key, version)
+        WHERE e."key" = d.key AND e."version" < d.version
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM upserted)::int AS upserted, (SELECT count(*) FROM deleted)::int AS deleted`;
+    this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
+    if (!dataSource.hasMetadata(WriteBackDeadLetterEntity)) {
+      throw new WriteBackConfigError(
+        'dataSource',
+        'its entities do not include the write-back entities; add ...WRITE_BACK_ENTITIES to its "entities" option',
+      );
+    }
+    this.deadLetters = dataSource.getRepository(WriteBackDeadLetterEntity);
+  }
+
+  /** Opens a DataSource of the module's own from `options.url`. */
+  static async connect(options: ResolvedWriteBackOptions): Promise<DataSource> {
+    const extra = (options.connectionOptions?.extra ?? {}) as Record<string, unknown>;
+    const dataSource = new DataSource({
+      applicationName: 'nestjs-write-back',
+      ...options.connectionOptions,
+      type: 'postgres',
+      url: options.url,
+      schema: options.schema,
+      entities: [...WRITE_BACK_ENTITIES],
+      migrations: [...WRITE_BACK_MIGRATIONS],
+      migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
+      synchronize: false,
+      migrationsRun: false,
+      poolSize: options.poolSize,
+      extra: {
+        statement_timeout: options.statementTimeoutMs || undefined,
+        connectionTimeoutMillis: 10_000,
+        ...extra,
+      },
+    });
+    return dataSource.initialize();
+  }
+
+  /**
+   * Runs the module's migrations. On a DataSource the application owns, on a short-lived clone of its options
+   * (so the app's own migration list is untouched). Replicas starting together serialize on an advisory lock.
+   */
+  static async migrate(dataSource: DataSource, ownsDataSource: boolean): Promise<void> {
+    const target = ownsDataSource
+      ? dataSource
+      : await new DataSource({
+          ...(dataSource.options as PostgresDataSourceOptions),
+          entities: [...WRITE_BACK_ENTITIES],
+          migrations: [...WRITE_BACK_MIGRATIONS],
+          migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
+          subscribers: [],
+          synchronize: false,
+          migrationsRun: false,
+          dropSchema: false,
+          poolSize: 1,
+        }).initialize();
+    const schema = (target.options as { schema?: string }).schema;
+    const runner = target.createQueryRunner();
+    try {
+      await runner.connect();
+      await runner.query(`SELECT pg_advisory_lock(hashtext('nestjs-write-back:migrations'))`);
+      try {
+        if (schema) await runner.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+        await target.runMigrations({ transaction: 'each' });
+      } finally {
+        await runner.query(`SELECT pg_advisory_unlock(hashtext('nestjs-write-back:migrations'))`);
+      }
+    } finally {
+      await runner.release();
+      if (!ownsDataSource) await target.destroy();
+    }
+  }
+
+  /** Writes one batch (upserts and tombstones) in one guarded statement. */
+  async writeBatch(items: readonly FlushItem[]): Promise<void> {
+    const upKeys: string[] = [];
+    const upValues: string[] = [];
+    const upVersions: string[] = [];
+    const delKeys: string[] = [];
+    const delVersions: string[] = [];
+    for (const item of items) {
+      if (item.json === null) {
+        delKeys.push(item.key);
+        delVersions.push(String(item.version));
+      } else {
+        upKeys.push(item.key);
+        upValues.push(item.json);
+        upVersions.push(String(item.version));
+      }
+    }
+    await this.dataSource.query(this.writeSql, [upKeys, upValues, upVersions, delKeys, delVersions]);
+  }
+
+  /** The stored JSON text and version of `key`, or undefined. */
+  async load(key: string): Promise<StoredRow | undefined> {
+    const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
+    return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
+  }
+
+  async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
+    // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
+    await this.deadLetters
+      .createQueryBuilder()
+      .insert()
+      .values({
+        key: item.key,
+        value: item.json === null ? (null as unknown as undefined) : () => `CAST(:json AS jsonb)`,
+        version: String(item.version),
+        operation: item.json === null ? 'delete' : 'upsert',
+        errorCode: failure.code ?? null,
+        errorMessage: failure.message,
+        attempts: failure.attempts,
+        firstFailedAt: failure.firstFailedAt,
+        lastFailedAt: failure.lastFailedAt,
+      })
+      .setParameter('json', item.json)
+      .execute();
+  }
+
+  async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+    const query = this.deadLetters.createQueryBuilder('d').orderBy('d.id', 'ASC').take(options.limit ?? 100);
+    if (options.afterId !== undefined) query.andWhere('d.id > :afterId', { afterId: options.afterId });
+    if (options.key !== undefined) query.andWhere('d.key = :key', { key: options.key });
+    return (await query.getMany()).map(toDeadLetter);
+  }
+
+  async getDeadLetter(id: string): Promise<WriteBackDeadLetter | undefined> {
+    const row = await this.deadLetters.findOneBy({ id });
+    return row === null ? undefined : toDeadLetter(row);
+  }
+
+  /** Returns false if there was no such row. */
+  async deleteDeadLetter(id: string): Promise<boolean> {
+    const result = await this.deadLetters.delete({ id });
+    return (result.affected ?? 0) > 0;
+  }
+
+  async countDeadLetters(): Promise<number> {
+    return this.deadLetters.count();
+  }
+}
+
+function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
+  return {
+    id: String(row.id),
+    key: row.key,
+    value: row.value,
+    version: Number(row.version),
+    operation: row.operation,
+    errorCode: row.errorCode,
+    errorMessage: row.errorMessage,
+    attempts: row.attempts,
+    firstFailedAt: row.firstFailedAt,
+    lastFailedAt: row.lastFailedAt,
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * Every error this library raises extends {@link WriteBackError}, so callers can tell ours from the driver's
+ * with one `instanceof`. Messages name the option or input to change.
+ */
+export class WriteBackError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to `WriteBackModule.forRoot()` / `forRootAsync()` is missing or out of range. */
+export class WriteBackConfigError extends WriteBackError {
+  constructor(
+    /** The option (or environment variable) at fault. */
+    readonly option: string,
+    problem: string,
+  ) {
+    super(`Invalid write-back option "${option}": ${problem}`);
+  }
+}
+
+/** Bad input at the call: nothing was cached, logged or queued. */
+export class WriteBackValidationError extends WriteBackError {}
+
+/** The key is not a non-empty string within `maxKeyLength`, or contains a NUL character. */
+export class WriteBackInvalidKeyError extends WriteBackValidationError {}
+
+/** The value cannot be stored as Postgres jsonb (undefined, BigInt, cycles, functions, symbols, `\u0000`, lone surrogates). */
+export class WriteBackInvalidValueError extends WriteBackValidationError {}
+
+/** The serialized value is larger than `maxValueBytes`. */
+export class WriteBackValueTooLargeError extends WriteBackValidationError {
+  constructor(
+    readonly key: string,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(
+      `Value for key "${truncate(key)}" is ${bytes} bytes of JSON, over the limit of ${limit}. ` +
+        `Store a smaller value or raise the "maxValueBytes" option.`,
+    );
+  }
+}
+
+/**
+ * `maxDirtyEntries` unflushed entries are already held: the write was not accepted.
+ * Raised at once with `backpressure: 'reject'`, or after `backpressureTimeoutMs` with `backpressure: 'block'`.
+ */
+export class WriteBackOverloadedError extends WriteBackError {
+  constructor(
+    readonly dirty: number,
+    readonly limit: number,
+    mode: 'block' | 'reject',
+    waitedMs?: number,
+  ) {
+    super(
+      `Write-back cache is full: ${dirty} unflushed entries (maxDirtyEntries=${limit})` +
+        (mode === 'block' ? ` and none was flushed within backpressureTimeoutMs=${waitedMs}.` : '.') +
+        ' The write was not accepted. Potential solutions: raise "maxDirtyEntries", raise "flushConcurrency" or ' +
+        '"batchSize" so flushes keep up, ' +
+        (mode === 'reject' ? 'use backpressure: "block" to wait for room, ' : 'raise "backpressureTimeoutMs", ') +
+        'or check that Postgres is reachable (see the readiness probe).',
+    );
+  }
+}
+
+/** The service is shutting down (or has shut down) and accepts no more writes. */
+export class WriteBackClosedError extends WriteBackError {
+  constructor(operation: string) {
+    super(`Write-back service is shutting down: ${operation} was not accepted.`);
+  }
+}
+
+/** `flush({ timeoutMs })` ran out of time; the entries it waited for stay dirty and will still be flushed. */
+export class WriteBackFlushTimeoutError extends WriteBackError {
+  constructor(
+    readonly pending: number,
+    timeoutMs: number,
+  ) {
+    super(
+      `flush() timed out after ${timeoutMs} ms with ${pending} entries not yet committed. ` +
+        'They stay queued and will be flushed when Postgres accepts them.',
+    );
+  }
+}
+
+/** A `writeThrough` write was accepted into the cache but Postgres did not commit it. */
+export class WriteBackWriteThroughError extends WriteBackError {
+  constructor(
+    readonly key: string,
+    readonly code: string | undefined,
+    cause: unknown,
+    queued: boolean,
+  ) {
+    super(
+      `Write-through of key "${truncate(key)}" failed${code ? ` (${code})` : ''}: ${errorMessage(cause)}. ` +
+        (queued
+          ? 'The write stays queued and the flusher will retry it.'
+          : 'The write was moved to the dead-letter table.'),
+      { cause },
+    );
+  }
+}
+
+/** No dead letter has this id. */
+export class WriteBackDeadLetterNotFoundError extends WriteBackError {
+  constructor(readonly id: string) {
+    super(`Dead letter ${id} does not exist (it may have been replayed or discarded already).`);
+  }
+}
+
+export function truncate(text: string, max = 80): string {
+  return text.length <= max ? text : `${text.slice(0, max)}...`;
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,325 @@
+import type { DataSource } from 'typeorm';
+import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
+import { WriteBackConfigError } from './write-back.errors.js';
+
+export type WriteBackPriority = 'high' | 'normal' | 'low';
+export type WriteBackDurability = 'none' | 'wal-async' | 'wal-sync';
+export type WriteBackBackpressure = 'block' | 'reject';
+
+/** Options of `WriteBackModule.forRoot()`; every field but the connection has a default. */
+export interface WriteBackModuleOptions {
+  /**
+   * Postgres connection string. The module opens (and closes) its own TypeORM DataSource.
+   * Give either `url` or `dataSource`.
+   */
+  url?: string;
+  /**
+   * An initialized TypeORM DataSource the application already owns. Its `entities` must include
+   * `WRITE_BACK_ENTITIES`; the module never closes it.
+   */
+  dataSource?: DataSource;
+  /** Extra TypeORM options for the DataSource opened from `url` (ignored with `dataSource`). */
+  connectionOptions?: Partial<Omit<PostgresDataSourceOptions, 'type' | 'url' | 'entities' | 'migrations'>>;
+  /**
+   * Postgres schema of the two tables when the module opens its own DataSource.
+   * @default the connection's default (usually "public")
+   */
+  schema?: string;
+  /**
+   * Run the module's TypeORM migrations (table `write_back_migrations`) at start.
+   * @default true
+   */
+  runMigrations?: boolean;
+  /**
+   * Run the background flush timer. Turn off in tests that call `flush()` themselves.
+   * @default true
+   */
+  autoFlush?: boolean;
+  /**
+   * Time between flush rounds, in ms. Writes to one key inside this window coalesce into one row write.
+   * @default 1000
+   */
+  flushIntervalMs?: number;
+  /**
+   * A `high` priority write starts a flush within this many ms.
+   * @default 10
+   */
+  highPriorityDelayMs?: number;
+  /**
+   * Most rows in one upsert statement; a flush also starts early once this many entries are dirty.
+   * @default 1000
+   */
+  batchSize?: number;
+  /**
+   * Batches written in parallel, each on its own connection.
+   * @default 2
+   */
+  flushConcurrency?: number;
+  /**
+   * Most clean (flushed or loaded) entries kept in memory, evicted least-recently-used. Dirty entries are not counted.
+   * @default 100000
+   */
+  maxEntries?: number;
+  /**
+   * Most unflushed entries held in memory; past it `set` waits or fails (see `backpressure`).
+   * @default 100000
+   */
+  maxDirtyEntries?: number;
+  /**
+   * What `set` does when `maxDirtyEntries` is reached: wait for room (`block`) or fail at once (`reject`).
+   * @default 'block'
+   */
+  backpressure?: WriteBackBackpressure;
+  /**
+   * With `backpressure: 'block'`, how long `set` waits for room before failing with `WriteBackOverloadedError`.
+   * @default 5000
+   */
+  backpressureTimeoutMs?: number;
+  /**
+   * Attempts of a row that Postgres rejects permanently (22xxx, 23xxx, 54000) before it goes to the dead-letter
+   * table. Transient errors are retried without limit and never dead-lettered.
+   * @default 3
+   */
+  maxRetries?: number;
+  /**
+   * First retry delay after a transient flush failure, in ms; it doubles per consecutive failure, with jitter.
+   * @default 100
+   */
+  retryBaseDelayMs?: number;
+  /**
+   * Upper bound of the retry delay, in ms.
+   * @default 30000
+   */
+  retryMaxDelayMs?: number;
+  /**
+   * Consecutive transient failures after which the circuit opens (readiness turns down).
+   * @default 3
+   */
+  circuitBreakerThreshold?: number;
+  /**
+   * `none`: writes live in memory until flushed (a crash loses them). `wal-async` and `wal-sync` are not
+   * available yet in this version: start-up fails if they are asked for.
+   * @default 'none'
+   */
+  durability?: WriteBackDurability;
+  /**
+   * Directory of the write-ahead log (for `wal-*` durability).
+   * @default './.write-back-wal'
+   */
+  walDir?: string;
+  /**
+   * With `wal-async`, how often the WAL is fsynced, in ms.
+   * @default 100
+   */
+  walSyncIntervalMs?: number;
+  /**
+   * How long a graceful shutdown waits for the drain before giving up (and logging what it could not flush).
+   * @default 10000
+   */
+  shutdownTimeoutMs?: number;
+  /**
+   * Readiness turns down when the oldest unflushed write is older than this, in ms.
+   * @default 30000
+   */
+  maxFlushLagMs?: number;
+  /**
+   * Readiness turns down when more entries than this are dirty.
+   * @default 80% of maxDirtyEntries
+   */
+  dirtyHighWatermark?: number;
+  /**
+   * Liveness turns down when the flush timer has not ticked for this many intervals.
+   * @default 5
+   */
+  livenessStallIntervals?: number;
+  /**
+   * Longest key, in UTF-16 code units.
+   * @default 512
+   */
+  maxKeyLength?: number;
+  /**
+   * Largest value, in bytes of its JSON text.
+   * @default 1048576
+   */
+  maxValueBytes?: number;
+  /**
+   * Postgres `statement_timeout` for the module's own connection, in ms; a flush that hangs longer is retried.
+   * @default 30000
+   */
+  statementTimeoutMs?: number;
+  /**
+   * Connections in the pool the module opens from `url`.
+   * @default flushConcurrency + 4
+   */
+  poolSize?: number;
+}
+
+/** The options with every default filled in. */
+export interface ResolvedWriteBackOptions
+  extends Required<Omit<WriteBackModuleOptions, 'url' | 'dataSource' | 'connectionOptions' | 'schema'>> {
+  url?: string;
+  dataSource?: DataSource;
+  connectionOptions?: WriteBackModuleOptions['connectionOptions'];
+  schema?: string;
+}
+
+export const WRITE_BACK_DEFAULTS = {
+  runMigrations: true,
+  autoFlush: true,
+  flushIntervalMs: 1000,
+  highPriorityDelayMs: 10,
+  batchSize: 1000,
+  flushConcurrency: 2,
+  maxEntries: 100_000,
+  maxDirtyEntries: 100_000,
+  backpressure: 'block',
+  backpressureTimeoutMs: 5000,
+  maxRetries: 3,
+  retryBaseDelayMs: 100,
+  retryMaxDelayMs: 30_000,
+  circuitBreakerThreshold: 3,
+  durability: 'none',
+  walDir: './.write-back-wal',
+  walSyncIntervalMs: 100,
+  shutdownTimeoutMs: 10_000,
+  maxFlushLagMs: 30_000,
+  livenessStallIntervals: 5,
+  maxKeyLength: 512,
+  maxValueBytes: 1024 * 1024,
+  statementTimeoutMs: 30_000,
+} as const satisfies Partial<WriteBackModuleOptions>;
+
+type IntegerOption = {
+  [K in keyof WriteBackModuleOptions]-?: NonNullable<WriteBackModuleOptions[K]> extends number ? K : never;
+}[keyof WriteBackModuleOptions];
+
+const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
+  flushIntervalMs: [1, 3_600_000],
+  highPriorityDelayMs: [0, 3_600_000],
+  // 65,535 bind parameters do not limit us (arrays are one parameter each), memory per statement does.
+  batchSize: [1, 50_000],
+  flushConcurrency: [1, 64],
+  maxEntries: [1, 100_000_000],
+  maxDirtyEntries: [1, 100_000_000],
+  backpressureTimeoutMs: [0, 3_600_000],
+  maxRetries: [1, 1000],
+  retryBaseDelayMs: [1, 3_600_000],
+  retryMaxDelayMs: [1, 3_600_000],
+  circuitBreakerThreshold: [1, 1000],
+  walSyncIntervalMs: [1, 60_000],
+  shutdownTimeoutMs: [0, 3_600_000],
+  maxFlushLagMs: [1, 86_400_000],
+  dirtyHighWatermark: [1, 100_000_000],
+  livenessStallIntervals: [2, 1000],
+  maxKeyLength: [1, 10_000],
+  maxValueBytes: [16, 256 * 1024 * 1024],
+  statementTimeoutMs: [0, 3_600_000],
+  poolSize: [1, 1000],
+};
+
+const ENUMS = {
+  backpressure: ['block', 'reject'],
+  durability: ['none', 'wal-async', 'wal-sync'],
+} as const;
+
+const BOOLEANS = ['runMigrations', 'autoFlush'] as const;
+
+/** Every option name, in declaration order (used for env parsing and the README table). */
+export const WRITE_BACK_OPTION_NAMES = [
+  'url',
+  'schema',
+  ...BOOLEANS,
+  ...(Object.keys(INTEGER_BOUNDS) as IntegerOption[]),
+  ...(Object.keys(ENUMS) as (keyof typeof ENUMS)[]),
+  'walDir',
+] as const;
+
+/**
+ * Fills in defaults and checks every option, throwing {@link WriteBackConfigError} naming the first bad one.
+ * Used by both `forRoot` and `forRootAsync`.
+ */
+export function resolveWriteBackOptions(options: WriteBackModuleOptions): ResolvedWriteBackOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new WriteBackConfigError('options', 'expected an object');
+  }
+  const known = new Set<string>([...WRITE_BACK_OPTION_NAMES, 'dataSource', 'connectionOptions']);
+  for (const name of Object.keys(options)) {
+    if (!known.has(name)) throw new WriteBackConfigError(name, 'unknown option');
+  }
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const resolved = { ...WRITE_BACK_DEFAULTS, ...defined } as ResolvedWriteBackOptions;
+  resolved.poolSize ??= resolved.flushConcurrency + 4;
+  resolved.dirtyHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyEntries * 0.8));
+
+  if (!resolved.url === !resolved.dataSource) {
+    throw new WriteBackConfigError('url', 'give exactly one of "url" (a postgres:// connection string) or "dataSource"');
+  }
+  if (resolved.url !== undefined && (typeof resolved.url !== 'string' || !/^postgres(ql)?:\/\//.test(resolved.url))) {
+    throw new WriteBackConfigError('url', 'expected a postgres:// or postgresql:// connection string');
+  }
+  if (resolved.dataSource !== undefined && typeof resolved.dataSource.query !== 'function') {
+    throw new WriteBackConfigError('dataSource', 'expected a TypeORM DataSource');
+  }
+  if (resolved.schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(resolved.schema)) {
+    throw new WriteBackConfigError('schema', 'expected a plain Postgres identifier');
+  }
+  for (const name of BOOLEANS) {
+    if (typeof resolved[name] !== 'boolean') throw new WriteBackConfigError(name, 'expected true or false');
+  }
+  for (const [name, [min, max]] of Object.entries(INTEGER_BOUNDS) as [IntegerOption, [number, number]][]) {
+    const value = resolved[name];
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new WriteBackConfigError(name, `expected an integer from ${min} to ${max}, got ${String(value)}`);
+    }
+  }
+  for (const [name, allowed] of Object.entries(ENUMS) as [keyof typeof ENUMS, readonly string[]][]) {
+    if (!allowed.includes(resolved[name])) {
+      throw new WriteBackConfigError(name, `expected one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
+    }
+  }
+  if (typeof resolved.walDir !== 'string' || resolved.walDir === '') {
+    throw new WriteBackConfigError('walDir', 'expected a directory path');
+  }
+  if (resolved.retryMaxDelayMs < resolved.retryBaseDelayMs) {
+    throw new WriteBackConfigError('retryMaxDelayMs', 'must not be less than retryBaseDelayMs');
+  }
+  if (resolved.poolSize < resolved.flushConcurrency) {
+    throw new WriteBackConfigError('poolSize', 'must be at least flushConcurrency');
+  }
+  if (resolved.durability !== 'none') {
+    throw new WriteBackConfigError(
+      'durability',
+      `"${resolved.durability}" needs the write-ahead log, which this version does not include yet; use "none"`,
+    );
+  }
+  return resolved;
+}
+
+/** `flushIntervalMs` -> `WRITE_BACK_FLUSH_INTERVAL_MS`. */
+export function writeBackEnvName(option: string): string {
+  return `WRITE_BACK_${option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/**
+ * Reads every option from `WRITE_BACK_*` variables (plus `DATABASE_URL` for `url`). Unset variables are left
+ * out so defaults apply; a malformed number or boolean throws {@link WriteBackConfigError} naming the variable.
+ */
+export function writeBackOptionsFromEnv(env: Record<string, string | undefined> = process.env): WriteBackModuleOptions {
+  const options: Record<string, unknown> = {};
+  for (const name of WRITE_BACK_OPTION_NAMES) {
+    const variable = writeBackEnvName(name);
+    const raw = env[variable] ?? (name === 'url' ? env.DATABASE_URL : undefined);
+    if (raw === undefined || raw.trim() === '') continue;
+    const text = raw.trim();
+    if ((BOOLEANS as readonly string[]).includes(name)) {
+      if (!/^(true|false|1|0)$/i.test(text)) throw new WriteBackConfigError(variable, 'expected true or false');
+      options[name] = /^(true|1)$/i.test(text);
+    } else if (name in INTEGER_BOUNDS) {
+      if (!/^-?\d+$/.test(text)) throw new WriteBackConfigError(variable, `expected an integer, got "${text}"`);
+      options[name] = Number(text);
+    } else {
+      options[name] = text;
+    }
+  }
+  return options as WriteBackModuleOptions;
+}

@@ -1,0 +1,282 @@
+import { Logger, type BeforeApplicationShutdown, type OnApplicationShutdown } from '@nestjs/common';
+import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
+import type { DataSource } from 'typeorm';
+import { PRIORITY_RANK } from './cache/dirty-set.js';
+import { serializeValue, validateKey } from './cache/serialize.js';
+import { WriteBackCache } from './cache/write-back-cache.js';
+import type { CircuitState } from './flush/circuit-breaker.js';
+import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
+import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
+import {
+  WriteBackClosedError,
+  WriteBackDeadLetterNotFoundError,
+  WriteBackOverloadedError,
+  WriteBackValidationError,
+  WriteBackWriteThroughError,
+} from './write-back.errors.js';
+import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
+import { errorCode } from './flush/error-classifier.js';
+
+export interface WriteBackSetOptions {
+  /** Flush order: `high` before `normal` before `low`; a `high` write starts a flush within `highPriorityDelayMs`. @default 'normal' */
+  priority?: WriteBackPriority;
+  /** Resolve only once Postgres committed the write (a single-row upsert now, instead of the next flush). @default false */
+  writeThrough?: boolean;
+}
+
+export type WriteBackDeleteOptions = WriteBackSetOptions;
+
+/** Counters (since start) and gauges (now). Cheap: no I/O. */
+export interface WriteBackStats {
+  writes: number;
+  reads: number;
+  hits: number;
+  misses: number;
+  loads: number;
+  coalesced: number;
+  flushes: number;
+  flushedEntries: number;
+  flushErrors: number;
+  retries: number;
+  deadLettered: number;
+  /** Unflushed entries, in flight included. */
+  dirty: number;
+  inFlight: number;
+  queued: Record<WriteBackPriority, number>;
+  cleanEntries: number;
+  /** Age of the oldest unflushed write, ms (0 when nothing is dirty). */
+  flushLagMs: number;
+  flushDurationMs: { count: number; mean: number; max: number };
+  /** `set` latency in microseconds, sampled (one call in 8). */
+  setLatencyUs: { count: number; p50: number; p99: number; max: number };
+  circuit: CircuitState;
+  lastFlushAt: string | null;
+  lastError: { code: string | null; message: string; at: string } | null;
+  walBytes: number;
+  walSyncs: number;
+}
+
+const SET_LATENCY_SAMPLE_MASK = 7;
+
+/**
+ * The public API: a write-back cache over one Postgres table. Writes land in memory and return; a background
+ * flusher batch-writes them. Created by `WriteBackModule`; inject it by class (or `@InjectWriteBack(name)`).
+ */
+export class WriteBackService implements BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger: Logger;
+  private readonly cache: WriteBackCache;
+  private readonly flusher: Flusher;
+  private readonly setLatency: RecordableHistogram = createHistogram();
+  private setCalls = 0;
+  private closing = false;
+  private shutdownDone: Promise<void> | undefined;
+
+  /** @internal Built by WriteBackModule: use the module, not this constructor. */
+  constructor(
+    readonly options: ResolvedWriteBackOptions,
+    private readonly store: WriteBackStore,
+    private readonly ownsDataSource: boolean,
+    timer: FlushTimer,
+    readonly instanceName = 'default',
+  ) {
+    this.logger = new Logger(instanceName === 'default' ? 'WriteBackService' : `WriteBackService:${instanceName}`);
+    this.cache = new WriteBackCache(options.maxEntries, options.maxDirtyEntries, (key) => store.load(key));
+    this.flusher = new Flusher(this.cache.dirty, store, this.cache, options, timer, this.logger);
+    this.flusher.start();
+  }
+
+  /** The DataSource the module writes through. */
+  get dataSource(): DataSource {
+    return this.store.dataSource;
+  }
+
+  /**
+   * Memory first (dirty or clean); on a miss, loads from Postgres (concurrent misses of one key share one
+   * query) and caches the row clean. A pending delete reads as undefined. Each call returns a fresh copy.
+   */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    validateKey(key, this.options.maxKeyLength);
+    const json = await this.cache.get(key);
+    return json === undefined ? undefined : (JSON.parse(json) as T);
+  }
+
+  /**
+   * Accepts a write: the value is serialized (and so snapshotted and validated) now. Resolves once the write is
+   * held in memory, or with `writeThrough` once Postgres committed it. Bad input throws a
+   * `WriteBackValidationError` and changes nothing; a full cache waits or throws `WriteBackOverloadedError`.
+   */
+  async set<T = unknown>(key: string, value: T, options?: WriteBackSetOptions): Promise<void> {
+    const sampled = (this.setCalls++ & SET_LATENCY_SAMPLE_MASK) === 0;
+    const started = sampled ? performance.now() : 0;
+    this.assertOpen('set');
+    validateKey(key, this.options.maxKeyLength);
+    const rank = rankOf(options);
+    const json = serializeValue(key, value, this.options.maxValueBytes);
+    await this.accept(key, json, rank, options?.writeThrough === true);
+    if (sampled) this.setLatency.record(Math.max(1, Math.round((performance.now() - started) * 1000)));
+  }
+
+  /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
+  async delete(key: string, options?: WriteBackDeleteOptions): Promise<void> {
+    this.assertOpen('delete');
+    validateKey(key, this.options.maxKeyLength);
+    await this.accept(key, null, rankOf(options), options?.writeThrough === true);
+  }
+
+  /**
+   * Persists everything dirty now. Resolves when each entry is committed or dead-lettered; transient failures
+   * are retried (with backoff) until then, or until `timeoutMs` (then `WriteBackFlushTimeoutError`; the entries
+   * stay queued).
+   */
+  async flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
+    return this.flusher.flush(options);
+  }
+
+  stats(): WriteBackStats {
+    const cache = this.cache.counters;
+    const flush = this.flusher.counters;
+    const oldest = this.cache.dirty.oldestSince();
+    const lastError: FlushError | undefined = this.flusher.lastError;
+    const latency = this.setLatency;
+    return {
+      ...cache,
+      flushes: flush.flushes,
+      flushedEntries: flush.flushedEntries,
+      flushErrors: flush.flushErrors,
+      retries: flush.retries,
+      deadLettered: flush.deadLettered,
+      dirty: this.cache.dirty.size,
+      inFlight: this.cache.dirty.inFlightCount,
+      queued: this.cache.dirty.queuedByPriority(),
+      cleanEntries: this.cache.clean.size,
+      flushLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
+      flushDurationMs: {
+        count: flush.flushes,
+        mean: flush.flushes === 0 ? 0 : flush.flushDurationMsTotal / flush.flushes,
+        max: flush.flushDurationMsMax,
+      },
+      setLatencyUs: {
+        count: latency.count,
+        p50: latency.count === 0 ? 0 : latency.percentile(50),
+        p99: latency.count === 0 ? 0 : latency.percentile(99),
+        max: latency.count === 0 ? 0 : latency.max,
+      },
+      circuit: this.flusher.circuitState(),
+      lastFlushAt: this.flusher.lastFlushAt?.toISOString() ?? null,
+      lastError: lastError ? { code: lastError.code ?? null, message: lastError.message, at: lastError.at.toISOString() } : null,
+      walBytes: 0,
+      walSyncs: 0,
+    };
+  }
+
+  /** When the flush timer last ticked (ms since epoch), and whether it runs: for the liveness probe. */
+  flushLoopStatus(): { running: boolean; lastTickAt: number } {
+    return { running: this.flusher.isTimerRunning, lastTickAt: this.flusher.lastTickAt };
+  }
+
+  /** Dead letters, oldest first; page with `afterId`. */
+  listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+    return this.store.listDeadLetters(options);
+  }
+
+  countDeadLetters(): Promise<number> {
+    return this.store.countDeadLetters();
+  }
+
+  /**
+   * Re-queues a dead letter at its original version and removes it from the table. The version guard keeps a
+   * newer row (or a newer write in memory) from being overwritten. Returns whether it was re-queued.
+   */
+  async replayDeadLetter(id: string): Promise<{ requeued: boolean }> {
+    this.assertOpen('replayDeadLetter');
+    const letter = await this.store.getDeadLetter(id);
+    if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
+    const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
+    const requeued = this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal);
+    if (requeued) this.flusher.notifyWrite(PRIORITY_RANK.normal);
+    await this.store.deleteDeadLetter(id);
+    this.logger.log(`Dead letter ${id} (key "${letter.key}") ${requeued ? 're-queued' : 'superseded by a newer write'}`);
+    return { requeued };
+  }
+
+  /** Deletes a dead letter for good. */
+  async discardDeadLetter(id: string): Promise<void> {
+    if (!(await this.store.deleteDeadLetter(id))) throw new WriteBackDeadLetterNotFoundError(id);
+    this.logger.log(`Dead letter ${id} discarded`);
+  }
+
+  /** Stops accepting writes, stops the timer and drains within `shutdownTimeoutMs`. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.shutdownDone ??= this.drain();
+    return this.shutdownDone;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.beforeApplicationShutdown();
+    if (this.ownsDataSource && this.store.dataSource.isInitialized) await this.store.dataSource.destroy();
+  }
+
+  private async drain(): Promise<void> {
+    this.closing = true;
+    const dirty = this.cache.dirty.size;
+    const started = Date.now();
+    const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
+    const elapsed = Date.now() - started;
+    if (left === 0) {
+      this.logger.log(`Shutdown drain flushed ${dirty} entries in ${elapsed} ms`);
+    } else {
+      this.logger.error(
+        `Shutdown drain could not flush ${left} of ${dirty} entries within shutdownTimeoutMs=${this.options.shutdownTimeoutMs}; ` +
+          `they are lost (durability "none"). Last error: ${this.flusher.lastError?.message ?? 'none'}`,
+      );
+    }
+  }
+
+  private assertOpen(operation: string): void {
+    if (this.closing) throw new WriteBackClosedError(operation);
+  }
+
+  private async accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
+    if (!this.cache.hasRoomFor(key)) await this.waitForRoom(key);
+    this.cache.write(key, json, rank);
+    this.flusher.notifyWrite(rank);
+    if (writeThrough) {
+      const result = await this.flusher.flushKey(key);
+      if (result.outcome !== 'committed') {
+        throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
+      }
+    }
+  }
+
+  private async waitForRoom(key: string): Promise<void> {
+    const { maxDirtyEntries, backpressure, backpressureTimeoutMs } = this.options;
+    if (backpressure === 'reject') {
+      throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'reject');
+    }
+    const deadline = Date.now() + backpressureTimeoutMs;
+    while (!this.cache.hasRoomFor(key)) {
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await this.cache.waitForRoom(left))) {
+        if (this.cache.hasRoomFor(key)) return;
+        throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'block', backpressureTimeoutMs);
+      }
+      this.assertOpen('set');
+    }
+  }
+}
+
+function rankOf(options: WriteBackSetOptions | undefined): number {
+  if (options === undefined) return PRIORITY_RANK.normal;
+  if (options === null || typeof options !== 'object') {
+    throw new WriteBackValidationError('Write options must be an object like { priority: "high" }.');
+  }
+  if (options.writeThrough !== undefined && typeof options.writeThrough !== 'boolean') {
+    throw new WriteBackValidationError('Option "writeThrough" must be true or false.');
+  }
+  if (options.priority === undefined) return PRIORITY_RANK.normal;
+  const rank = PRIORITY_RANK[options.priority];
+  if (rank === undefined || !Object.hasOwn(PRIORITY_RANK, options.priority)) {
+    throw new WriteBackValidationError(`Option "priority" must be "high", "normal" or "low", got ${JSON.stringify(options.priority)}.`);
+  }
+  return rank;
+}
