@@ -1,4 +1,4 @@
-import { DataSource, type Repository } from 'typeorm';
+import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { WriteBackConfigError } from '../write-back.errors.js';
@@ -128,7 +128,10 @@ export class WriteBackStore {
       await runner.query(`SELECT pg_advisory_lock(hashtext('nestjs-write-back:migrations'))`);
       try {
         if (schema) await runner.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-        await target.runMigrations({ transaction: 'each' });
+        // On the locked connection itself: a pool of one must not wait for a second connection.
+        const executor = new MigrationExecutor(target, runner);
+        executor.transaction = 'each';
+        await executor.executePendingMigrations();
       } finally {
         await runner.query(`SELECT pg_advisory_unlock(hashtext('nestjs-write-back:migrations'))`);
       }
