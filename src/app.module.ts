@@ -1,0 +1,26 @@
+import { Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { APP_FILTER } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import { demoConfig } from './config/demo.config.js';
+import { writeBackModuleOptions } from './config/write-back.config.js';
+import { DeadLettersController } from './kv/dead-letters.controller.js';
+import { HealthController } from './kv/health.controller.js';
+import { KvController } from './kv/kv.controller.js';
+import { WriteBackExceptionFilter } from './kv/write-back-exception.filter.js';
+import { WriteBackModule } from './write-back/index.js';
+
+/**
+ * The demo service: an HTTP key-value API over the write-back cache. Configured from the environment
+ * (`WRITE_BACK_*`, `DATABASE_URL`, `PORT`); without `DATABASE_URL` it runs on embedded Postgres.
+ */
+@Module({
+  imports: [
+    ConfigModule.forRoot({ isGlobal: true, load: [demoConfig] }),
+    TerminusModule,
+    WriteBackModule.forRootAsync(writeBackModuleOptions()),
+  ],
+  controllers: [KvController, DeadLettersController, HealthController],
+  providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }],
+})
+export class AppModule {}

@@ -1,0 +1,25 @@
+import type { LoggerService, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { AppModule } from '../app.module.js';
+import { getWriteBackOptionsToken, type ResolvedWriteBackOptions } from '../write-back/index.js';
+
+const MIN_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Creates the demo application (not yet listening): the JSON body parser accepts any JSON value (strings,
+ * numbers, arrays, objects, null), up to twice `maxValueBytes` (at least 2 MiB). Start-up errors are thrown,
+ * not turned into `process.abort()`.
+ */
+export async function createApp(options: { logger?: LoggerService | LogLevel[] | false } = {}): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule, {
+    bodyParser: false,
+    // Kept so that an empty body (which the JSON parser turns into {}) can be told apart: see JsonBody.
+    rawBody: true,
+    abortOnError: false,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  const { maxValueBytes } = app.get<ResolvedWriteBackOptions>(getWriteBackOptionsToken());
+  app.useBodyParser('json', { strict: false, limit: Math.max(MIN_BODY_LIMIT_BYTES, 2 * maxValueBytes) });
+  return app;
+}

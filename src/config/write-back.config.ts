@@ -1,0 +1,71 @@
+import { Logger } from '@nestjs/common';
+import { registerAs } from '@nestjs/config';
+import { EmbeddedPostgres } from '../embedded/embedded-postgres.js';
+import { EmbeddedPostgresModule } from '../embedded/embedded-postgres.module.js';
+import {
+  resolveWriteBackOptions,
+  WriteBackConfigError,
+  writeBackEnvName,
+  writeBackOptionsFromEnv,
+  type WriteBackModuleAsyncOptions,
+  type WriteBackModuleOptions,
+} from '../write-back/index.js';
+
+/**
+ * The write-back options read from the environment: each option as `WRITE_BACK_` + its name in
+ * SCREAMING_SNAKE_CASE (`flushIntervalMs` -> `WRITE_BACK_FLUSH_INTERVAL_MS`), the connection from `DATABASE_URL`.
+ * A malformed number or boolean fails start-up with an error naming the variable.
+ */
+export const writeBackConfig = registerAs('writeBack', (): WriteBackModuleOptions => writeBackOptionsFromEnv(process.env));
+
+/**
+ * `WriteBackModule.forRootAsync()` options: `writeBackConfig.asProvider()`, extended so that without
+ * `DATABASE_URL` the module connects to the embedded Postgres. `EmbeddedPostgresModule` is imported by the
+ * write-back module, so Nest shuts it down after the write-back service drained and closed its DataSource.
+ */
+export function writeBackModuleOptions(): WriteBackModuleAsyncOptions {
+  const fromEnv = writeBackConfig.asProvider();
+  const logger = new Logger('WriteBackConfig');
+  return {
+    imports: [...fromEnv.imports, EmbeddedPostgresModule],
+    inject: [...fromEnv.inject, EmbeddedPostgres],
+    useFactory: async (options: WriteBackModuleOptions, embedded: EmbeddedPostgres): Promise<WriteBackModuleOptions> => {
+      // Checked before anything starts, so a bad value names its variable and no embedded server is left behind.
+      const resolved = checkEnvOptions(options);
+      if (options.url !== undefined) {
+        const schema = options.schema === undefined ? '' : `, schema "${options.schema}"`;
+        logger.log(`Database: Postgres at ${redactUrl(options.url)} (from ${urlVariable()})${schema}`);
+        return options;
+      }
+      const url = await embedded.start(resolved.poolSize + 4);
+      return { ...options, url };
+    },
+  };
+}
+
+/** Validates the options as the module will, but reports the environment variable instead of the option. */
+function checkEnvOptions(options: WriteBackModuleOptions) {
+  try {
+    return resolveWriteBackOptions({ ...options, url: options.url ?? 'postgres://embedded/postgres' });
+  } catch (error) {
+    if (!(error instanceof WriteBackConfigError) || !/^[a-z][A-Za-z]*$/.test(error.option)) throw error;
+    const variable = error.option === 'url' ? urlVariable() : writeBackEnvName(error.option);
+    const problem = error.message.replace(`Invalid write-back option "${error.option}": `, '');
+    throw new WriteBackConfigError(variable, problem);
+  }
+}
+
+function urlVariable(): string {
+  return process.env[writeBackEnvName('url')]?.trim() ? writeBackEnvName('url') : 'DATABASE_URL';
+}
+
+/** The URL without its password, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}

@@ -1,0 +1,47 @@
+import { BadRequestException } from '@nestjs/common';
+import type { WriteBackPriority, WriteBackSetOptions } from '../write-back/index.js';
+
+/**
+ * Write options from the query string: `?priority=high|normal|low` (checked by the service, so a bad value is
+ * a 400 with its message) and `?writeThrough=true|false`.
+ */
+export function writeOptions(priority: unknown, writeThrough: unknown): WriteBackSetOptions {
+  return {
+    priority: priority as WriteBackPriority | undefined,
+    writeThrough: optionalBoolean('writeThrough', writeThrough),
+  };
+}
+
+/** An optional boolean query parameter: `true`/`false` (`1`/`0`), or absent. */
+export function optionalBoolean(name: string, raw: unknown): boolean | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new BadRequestException(`Query parameter "${name}" must be true or false, got ${JSON.stringify(raw)}.`);
+}
+
+/** An optional integer query parameter within [min, max]. */
+export function optionalInteger(name: string, raw: unknown, min: number, max: number): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new BadRequestException(`Query parameter "${name}" must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}.`);
+  }
+  return value;
+}
+
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
+/** A dead-letter id (a positive Postgres bigint, as text). */
+export function deadLetterId(name: string, raw: unknown): string {
+  if (typeof raw !== 'string' || !/^\d{1,19}$/.test(raw) || BigInt(raw) < 1n || BigInt(raw) > MAX_BIGINT) {
+    throw new BadRequestException(`"${name}" must be a dead-letter id (a positive integer), got ${JSON.stringify(raw)}.`);
+  }
+  return BigInt(raw).toString();
+}
+
+/** An optional string query parameter (a repeated parameter is a 400). */
+export function optionalString(name: string, raw: unknown): string | undefined {
+  if (raw === undefined || typeof raw === 'string') return raw;
+  throw new BadRequestException(`Query parameter "${name}" must be given once.`);
+}

@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WriteBackFlushTimeoutError, WriteBackHealthIndicator } from '../../src/write-back/index.js';
+import { startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
+
+describe('health indicator', () => {
+  let t: WriteBackTestApp | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  it('readiness goes down past dirtyHighWatermark and comes back after a flush', async () => {
+    t = await startWriteBack({ maxDirtyEntries: 10, dirtyHighWatermark: 3 });
+    const health = t.app.get(WriteBackHealthIndicator);
+    for (let i = 0; i < 3; i++) await t.service.set(`h${i}`, i);
+    expect((await health.isReady()).writeBack.status).toBe('up');
+    await t.service.set('h3', 3);
+    const down = await health.isReady();
+    expect(down.writeBack).toMatchObject({ status: 'down', dirty: 4, circuit: 'closed', deadLetters: 0 });
+    expect(String(down.writeBack.reasons)).toContain('dirtyHighWatermark');
+    await t.service.flush();
+    const up = await health.isReady();
+    expect(up.writeBack).toMatchObject({ status: 'up', dirty: 0, flushLagMs: 0, inFlight: 0 });
+    expect(up.writeBack.lastFlushAt).toEqual(expect.any(String));
+  });
+
+  it('readiness goes down when the oldest unflushed write is older than maxFlushLagMs', async () => {
+    t = await startWriteBack({ maxFlushLagMs: 20 });
+    const health = t.app.get(WriteBackHealthIndicator);
+    await t.service.set('lag', 1);
+    await until(() => t!.service.stats().flushLagMs > 20, 2000, 'flush lag to grow');
+    const down = await health.isReady();
+    expect(down.writeBack.status).toBe('down');
+    expect(String(down.writeBack.reasons)).toContain('maxFlushLagMs');
+    await t.service.flush();
+    expect((await health.isReady()).writeBack.status).toBe('up');
+  });
+
+  it('an open circuit turns readiness down but never liveness; both recover when Postgres does', async () => {
+    t = await startWriteBack({ circuitBreakerThreshold: 2, retryBaseDelayMs: 5, retryMaxDelayMs: 20, autoFlush: true, flushIntervalMs: 10 });
+    const health = t.app.get(WriteBackHealthIndicator);
+    // Hide the table: every flush now fails with 42P01, a transient error (never dead-lettered).
+    await t.sql.query('ALTER TABLE write_back_entries RENAME TO write_back_entries_hidden');
+    await t.service.set('c', 1);
+    await expect(t.service.flush({ timeoutMs: 300 })).rejects.toBeInstanceOf(WriteBackFlushTimeoutError);
+    await until(() => t!.service.stats().circuit === 'open', 2000, 'the circuit to open');
+    const ready = await health.isReady();
+    expect(ready.writeBack).toMatchObject({ status: 'down', circuit: 'open' });
+    expect(ready.writeBack.lastError).toMatchObject({ code: '42P01' });
+    expect(health.isAlive().writeBack.status).toBe('up');
+    expect(t.service.stats()).toMatchObject({ deadLettered: 0, dirty: 1 });
+
+    await t.sql.query('ALTER TABLE write_back_entries_hidden RENAME TO write_back_entries');
+    await expect(t.service.flush()).resolves.toMatchObject({ committed: 1 });
+    expect((await health.isReady()).writeBack).toMatchObject({ status: 'up', circuit: 'closed' });
+  });
+
+  it('liveness is down only when the flush timer stops ticking', async () => {
+    t = await startWriteBack({ autoFlush: true, flushIntervalMs: 20, livenessStallIntervals: 3 });
+    const health = t.app.get(WriteBackHealthIndicator);
+    const { lastTickAt } = t.service.flushLoopStatus();
+    await until(() => t!.service.flushLoopStatus().lastTickAt > lastTickAt, 2000, 'a timer tick');
+    expect(health.liveness().healthy).toBe(true);
+    // Seen from 10 intervals later with no tick in between, the loop counts as stalled.
+    const later = t.service.flushLoopStatus().lastTickAt + 200;
+    const stalled = health.liveness(later);
+    expect(stalled.healthy).toBe(false);
+    expect(String(stalled.details.reasons)).toContain('has not ticked');
+  });
+});
