@@ -7,6 +7,7 @@ import { writeBackModuleOptions } from './config/write-back.config.js';
 import { DeadLettersController } from './kv/dead-letters.controller.js';
 import { HealthController } from './kv/health.controller.js';
 import { KvController } from './kv/kv.controller.js';
+import { MetricsController } from './kv/metrics.controller.js';
 import { WriteBackExceptionFilter } from './kv/write-back-exception.filter.js';
 import { WriteBackModule } from './write-back/index.js';
 
@@ -20,7 +21,7 @@ import { WriteBackModule } from './write-back/index.js';
     TerminusModule,
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
   ],
-  controllers: [KvController, DeadLettersController, HealthController],
+  controllers: [KvController, DeadLettersController, HealthController, MetricsController],
   providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }],
 })
 export class AppModule {}

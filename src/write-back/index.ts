@@ -18,6 +18,7 @@ export type {
   WriteBackDurability,
   WriteBackModuleOptions,
   WriteBackPriority,
+  WriteBackWalCorruption,
 } from './write-back.options.js';
 export { getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
 export { InjectWriteBack } from './write-back.decorators.js';
@@ -35,6 +36,7 @@ export {
   WriteBackWriteThroughError,
 } from './write-back.errors.js';
 export { WriteBackHealthIndicator } from './health/write-back.health.js';
+export { WriteBackMetrics } from './metrics/write-back.metrics.js';
 export type { WriteBackHealth } from './health/write-back.health.js';
 export type { FlushReport } from './flush/flusher.js';
 export type { CircuitState } from './flush/circuit-breaker.js';
@@ -42,3 +44,4 @@ export type { WriteBackDeadLetter } from './store/write-back.store.js';
 export { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './store/index.js';
 export { WriteBackEntryEntity } from './store/write-back-entry.entity.js';
 export { WriteBackDeadLetterEntity } from './store/write-back-dead-letter.entity.js';
+export { WalCorruptionError, WalIoError } from './wal/index.js';

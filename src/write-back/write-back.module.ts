@@ -2,7 +2,9 @@ import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/commo
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import type { FlushTimer } from './flush/flusher.js';
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
+import { WriteBackMetrics } from './metrics/write-back.metrics.js';
 import { WriteBackStore } from './store/write-back.store.js';
+import { WriteAheadLog, type WalRecord } from './wal/index.js';
 import { DEFAULT_WRITE_BACK_NAME, getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
 import { WriteBackConfigError } from './write-back.errors.js';
 import type {
@@ -41,14 +43,17 @@ export class WriteBackModule {
     } else {
       throw new WriteBackConfigError('forRootAsync', 'give one of useFactory, useClass or useExisting');
     }
-    return { ...this.build(options.name, options.isGlobal, providers), imports: [ScheduleModule.forRoot(), ...(options.imports ?? [])] };
+    const module = this.build(options.name, options.isGlobal, providers);
+    return { ...module, imports: [...(module.imports ?? []), ...(options.imports ?? [])] };
   }
 
   private static build(name: string | undefined, isGlobal: boolean | undefined, optionProviders: Provider[]): DynamicModule {
     const instance = name ?? DEFAULT_WRITE_BACK_NAME;
     const optionsToken = getWriteBackOptionsToken(name);
     const serviceToken = getWriteBackServiceToken(name);
-    const healthToken = name === undefined || name === DEFAULT_WRITE_BACK_NAME ? WriteBackHealthIndicator : `WriteBackHealthIndicator:${name}`;
+    const isDefault = name === undefined || name === DEFAULT_WRITE_BACK_NAME;
+    const healthToken = isDefault ? WriteBackHealthIndicator : `WriteBackHealthIndicator:${name}`;
+    const metricsToken = isDefault ? WriteBackMetrics : `WriteBackMetrics:${name}`;
     return {
       module: WriteBackModule,
       global: isGlobal ?? false,
@@ -71,8 +76,14 @@ export class WriteBackModule {
           useFactory: (service: WriteBackService) => new WriteBackHealthIndicator(service),
           inject: [serviceToken],
         },
+        {
+          // Undefined when the optional peer prom-client is not installed.
+          provide: metricsToken,
+          useFactory: (service: WriteBackService) => WriteBackMetrics.create(service, instance),
+          inject: [serviceToken],
+        },
       ],
-      exports: [optionsToken, serviceToken, healthToken],
+      exports: [optionsToken, serviceToken, healthToken, metricsToken],
     };
   }
 }
@@ -92,7 +103,16 @@ async function createService(options: ResolvedWriteBackOptions, registry: Schedu
     if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource);
     const schema = ownsDataSource ? options.schema : (dataSource.options as { schema?: string }).schema;
     const store = new WriteBackStore(dataSource, schema);
-    const service = new WriteBackService(options, store, ownsDataSource, registryTimer(registry, `write-back-flush:${name}`), name);
+    const { wal, recovered } = await openWal(options, name);
+    const service = new WriteBackService(
+      options,
+      store,
+      ownsDataSource,
+      registryTimer(registry, `write-back-flush:${name}`),
+      name,
+      wal,
+      recovered,
+    );
     logger.log(
       `Write-back "${name}" ready: durability=${options.durability}, flushIntervalMs=${options.flushIntervalMs}, ` +
         `batchSize=${options.batchSize}, flushConcurrency=${options.flushConcurrency}, autoFlush=${options.autoFlush}`,
@@ -102,6 +122,22 @@ async function createService(options: ResolvedWriteBackOptions, registry: Schedu
     if (ownsDataSource && dataSource.isInitialized) await dataSource.destroy();
     throw error;
   }
+}
+
+/** Opens (and replays) the write-ahead log when durability asks for one. */
+async function openWal(
+  options: ResolvedWriteBackOptions,
+  name: string,
+): Promise<{ wal?: WriteAheadLog; recovered: WalRecord[] }> {
+  if (options.durability === 'none') return { recovered: [] };
+  return WriteAheadLog.open({
+    dir: options.walDir,
+    mode: options.durability,
+    syncIntervalMs: options.walSyncIntervalMs,
+    segmentBytes: options.walSegmentBytes,
+    corruption: options.walCorruption,
+    logger: new Logger(name === DEFAULT_WRITE_BACK_NAME ? 'WriteAheadLog' : `WriteAheadLog:${name}`),
+  });
 }
 
 /** The flush timer, registered with SchedulerRegistry so it is visible (and removable) like any Nest timer. */

@@ -5,6 +5,7 @@ import { WriteBackConfigError } from './write-back.errors.js';
 export type WriteBackPriority = 'high' | 'normal' | 'low';
 export type WriteBackDurability = 'none' | 'wal-async' | 'wal-sync';
 export type WriteBackBackpressure = 'block' | 'reject';
+export type WriteBackWalCorruption = 'fail' | 'skip';
 
 /** Options of `WriteBackModule.forRoot()`; every field but the connection has a default. */
 export interface WriteBackModuleOptions {
@@ -97,8 +98,10 @@ export interface WriteBackModuleOptions {
    */
   circuitBreakerThreshold?: number;
   /**
-   * `none`: writes live in memory until flushed (a crash loses them). `wal-async` and `wal-sync` are not
-   * available yet in this version: start-up fails if they are asked for.
+   * `none`: writes live in memory until flushed; a crash (kill -9, OOM) loses what was not flushed yet.
+   * `wal-async`: each write is also appended to a local write-ahead log, fsynced every `walSyncIntervalMs`; a
+   * crash loses at most that window. `wal-sync`: `set` resolves only once its record is fsynced (group commit);
+   * a crash loses no acknowledged write. The log is replayed at the next start before the service serves.
    * @default 'none'
    */
   durability?: WriteBackDurability;
@@ -112,6 +115,17 @@ export interface WriteBackModuleOptions {
    * @default 100
    */
   walSyncIntervalMs?: number;
+  /**
+   * Size at which the WAL starts a new segment file; a segment is deleted once all its records are flushed.
+   * @default 67108864 (64 MiB)
+   */
+  walSegmentBytes?: number;
+  /**
+   * A damaged WAL record that is not the torn tail of the newest segment: stop start-up with an error naming the
+   * file and offset (`fail`), or skip it with a warning (`skip`).
+   * @default 'fail'
+   */
+  walCorruption?: WriteBackWalCorruption;
   /**
    * How long a graceful shutdown waits for the drain before giving up (and logging what it could not flush).
    * @default 10000
@@ -181,6 +195,8 @@ export const WRITE_BACK_DEFAULTS = {
   durability: 'none',
   walDir: './.write-back-wal',
   walSyncIntervalMs: 100,
+  walSegmentBytes: 64 * 1024 * 1024,
+  walCorruption: 'fail',
   shutdownTimeoutMs: 10_000,
   maxFlushLagMs: 30_000,
   livenessStallIntervals: 5,
@@ -207,6 +223,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   retryMaxDelayMs: [1, 3_600_000],
   circuitBreakerThreshold: [1, 1000],
   walSyncIntervalMs: [1, 60_000],
+  walSegmentBytes: [4096, 4 * 1024 * 1024 * 1024],
   shutdownTimeoutMs: [0, 3_600_000],
   maxFlushLagMs: [1, 86_400_000],
   dirtyHighWatermark: [1, 100_000_000],
@@ -220,6 +237,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
 const ENUMS = {
   backpressure: ['block', 'reject'],
   durability: ['none', 'wal-async', 'wal-sync'],
+  walCorruption: ['fail', 'skip'],
 } as const;
 
 const BOOLEANS = ['runMigrations', 'autoFlush'] as const;
@@ -285,12 +303,6 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions): Resolv
   }
   if (resolved.poolSize < resolved.flushConcurrency) {
     throw new WriteBackConfigError('poolSize', 'must be at least flushConcurrency');
-  }
-  if (resolved.durability !== 'none') {
-    throw new WriteBackConfigError(
-      'durability',
-      `"${resolved.durability}" needs the write-ahead log, which this version does not include yet; use "none"`,
-    );
   }
   return resolved;
 }

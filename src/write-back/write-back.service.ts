@@ -16,6 +16,9 @@ import {
 } from './write-back.errors.js';
 import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
 import { errorCode } from './flush/error-classifier.js';
+import type { FlushListener } from './flush/flusher.js';
+import type { FlushItem } from './cache/dirty-set.js';
+import type { WalRecord, WriteAheadLog } from './wal/index.js';
 
 export interface WriteBackSetOptions {
   /** Flush order: `high` before `normal` before `low`; a `high` write starts a flush within `highPriorityDelayMs`. @default 'normal' */
@@ -68,6 +71,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   private readonly flusher: Flusher;
   private readonly setLatency: RecordableHistogram = createHistogram();
   private setCalls = 0;
+  private setLatencyObserver: ((seconds: number) => void) | undefined;
   private closing = false;
   private shutdownDone: Promise<void> | undefined;
 
@@ -78,10 +82,32 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     private readonly ownsDataSource: boolean,
     timer: FlushTimer,
     readonly instanceName = 'default',
+    private readonly wal?: WriteAheadLog,
+    recovered: readonly WalRecord[] = [],
   ) {
     this.logger = new Logger(instanceName === 'default' ? 'WriteBackService' : `WriteBackService:${instanceName}`);
     this.cache = new WriteBackCache(options.maxEntries, options.maxDirtyEntries, (key) => store.load(key));
-    this.flusher = new Flusher(this.cache.dirty, store, this.cache, options, timer, this.logger);
+    const cache = this.cache;
+    // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
+    const listener: FlushListener = wal
+      ? {
+          onCommitted(item: FlushItem, clean: boolean) {
+            cache.onCommitted(item, clean);
+            wal.settle(item.key, item.version);
+          },
+          onDeadLettered(item: FlushItem, clean: boolean) {
+            cache.onDeadLettered(item, clean);
+            wal.settle(item.key, item.version);
+          },
+        }
+      : cache;
+    this.flusher = new Flusher(this.cache.dirty, store, listener, options, timer, this.logger);
+    // Recovery happens here, before the module hands the service to anyone: replayed writes are dirty again
+    // at their logged versions and flush as usual (the version guard makes a second flush harmless).
+    for (const record of recovered) this.cache.requeue(record.key, record.json, record.version, record.rank);
+    if (recovered.length > 0) {
+      this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
+    }
     this.flusher.start();
   }
 
@@ -113,7 +139,11 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     const rank = rankOf(options);
     const json = serializeValue(key, value, this.options.maxValueBytes);
     await this.accept(key, json, rank, options?.writeThrough === true);
-    if (sampled) this.setLatency.record(Math.max(1, Math.round((performance.now() - started) * 1000)));
+    if (sampled) {
+      const elapsedMs = performance.now() - started;
+      this.setLatency.record(Math.max(1, Math.round(elapsedMs * 1000)));
+      this.setLatencyObserver?.(elapsedMs / 1000);
+    }
   }
 
   /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
@@ -138,6 +168,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     const oldest = this.cache.dirty.oldestSince();
     const lastError: FlushError | undefined = this.flusher.lastError;
     const latency = this.setLatency;
+    const wal = this.wal?.stats();
     return {
       ...cache,
       flushes: flush.flushes,
@@ -164,9 +195,17 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       circuit: this.flusher.circuitState(),
       lastFlushAt: this.flusher.lastFlushAt?.toISOString() ?? null,
       lastError: lastError ? { code: lastError.code ?? null, message: lastError.message, at: lastError.at.toISOString() } : null,
-      walBytes: 0,
-      walSyncs: 0,
+      walBytes: wal?.bytes ?? 0,
+      walSyncs: wal?.syncs ?? 0,
     };
+  }
+
+  /**
+   * @internal Hooks for the Prometheus histograms: sampled `set` latency and committed batch durations, in seconds.
+   */
+  observe(observer: { setLatency(seconds: number): void; flushDuration(seconds: number): void }): void {
+    this.setLatencyObserver = (seconds) => observer.setLatency(seconds);
+    this.flusher.onBatchCommitted = (ms) => observer.flushDuration(ms / 1000);
   }
 
   /** When the flush timer last ticked (ms since epoch), and whether it runs: for the liveness probe. */
@@ -184,19 +223,28 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   }
 
   /**
-   * Re-queues a dead letter at its original version and removes it from the table. The version guard keeps a
-   * newer row (or a newer write in memory) from being overwritten. Returns whether it was re-queued.
+   * Writes a dead letter again, at its original version, and removes it from the table once Postgres has
+   * taken it (committed, or rejected again into a new dead letter). The version guard keeps a newer row, and a
+   * newer write held in memory supersedes the replay. If Postgres is unreachable the write stays queued, the
+   * dead letter stays in the table, and this rejects with `WriteBackWriteThroughError`.
    */
-  async replayDeadLetter(id: string): Promise<{ requeued: boolean }> {
+  async replayDeadLetter(id: string): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
     this.assertOpen('replayDeadLetter');
     const letter = await this.store.getDeadLetter(id);
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
-    const requeued = this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal);
-    if (requeued) this.flusher.notifyWrite(PRIORITY_RANK.normal);
+    let outcome: 'committed' | 'dead-lettered' | 'superseded' = 'superseded';
+    if (this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal)) {
+      await this.wal?.append({ key: letter.key, json, version: letter.version, rank: PRIORITY_RANK.normal });
+      const result = await this.flusher.flushKey(letter.key);
+      if (result.outcome === 'queued') {
+        throw new WriteBackWriteThroughError(letter.key, errorCode(result.error), result.error, true);
+      }
+      outcome = result.outcome === 'committed' ? 'committed' : 'dead-lettered';
+    }
     await this.store.deleteDeadLetter(id);
-    this.logger.log(`Dead letter ${id} (key "${letter.key}") ${requeued ? 're-queued' : 'superseded by a newer write'}`);
-    return { requeued };
+    this.logger.log(`Dead letter ${id} (key "${letter.key}") replayed: ${outcome}`);
+    return { requeued: outcome !== 'superseded', outcome };
   }
 
   /** Deletes a dead letter for good. */
@@ -222,8 +270,14 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     const started = Date.now();
     const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
     const elapsed = Date.now() - started;
+    if (this.wal !== undefined) await this.wal.close();
     if (left === 0) {
       this.logger.log(`Shutdown drain flushed ${dirty} entries in ${elapsed} ms`);
+    } else if (this.wal !== undefined) {
+      this.logger.warn(
+        `Shutdown drain flushed ${dirty - left} of ${dirty} entries within shutdownTimeoutMs=${this.options.shutdownTimeoutMs}; ` +
+          `the other ${left} stay in the write-ahead log (${this.options.walDir}) and are replayed at the next start`,
+      );
     } else {
       this.logger.error(
         `Shutdown drain could not flush ${left} of ${dirty} entries within shutdownTimeoutMs=${this.options.shutdownTimeoutMs}; ` +
@@ -237,9 +291,18 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   }
 
   private async accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
-    if (!this.cache.hasRoomFor(key)) await this.waitForRoom(key);
-    this.cache.write(key, json, rank);
+    // The last room check and the write happen in one synchronous step: writers woken together by one freed
+    // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
+    let deadline: number | undefined;
+    while (!this.cache.hasRoomFor(key)) {
+      deadline ??= Date.now() + this.options.backpressureTimeoutMs;
+      await this.waitForRoom(key, deadline);
+    }
+    const version = this.cache.write(key, json, rank);
+    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
+    const durable = this.wal?.append({ key, json, version, rank });
     this.flusher.notifyWrite(rank);
+    if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
       if (result.outcome !== 'committed') {
@@ -248,12 +311,12 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     }
   }
 
-  private async waitForRoom(key: string): Promise<void> {
+  /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */
+  private async waitForRoom(key: string, deadline: number): Promise<void> {
     const { maxDirtyEntries, backpressure, backpressureTimeoutMs } = this.options;
     if (backpressure === 'reject') {
       throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'reject');
     }
-    const deadline = Date.now() + backpressureTimeoutMs;
     while (!this.cache.hasRoomFor(key)) {
       const left = deadline - Date.now();
       if (left <= 0 || !(await this.cache.waitForRoom(left))) {

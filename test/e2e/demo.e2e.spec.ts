@@ -218,7 +218,7 @@ describe('demo service (HTTP API on Postgres)', () => {
     expect(page.body.map((letter: { key: string }) => letter.key)).toEqual(['bad2']);
 
     const replay = await demo.request('POST', `/dead-letters/${listed.body[0].id}/replay`);
-    expect(replay).toEqual({ status: 200, body: { requeued: true } });
+    expect(replay).toEqual({ status: 200, body: { requeued: true, outcome: 'committed' } });
     await demo.request('POST', '/kv/_flush');
     expect((await tableRows(demo.sql)).get('bad1')?.value).toEqual({ bad: 'yes', n: 1 });
 

@@ -146,7 +146,7 @@ describe('faults, bounds and bad input on Postgres', () => {
     expect(await t.service.get('p137')).toBeUndefined();
 
     await t.sql.query('ALTER TABLE write_back_entries DROP CONSTRAINT no_poison');
-    await expect(t.service.replayDeadLetter(letters[0].id)).resolves.toEqual({ requeued: true });
+    await expect(t.service.replayDeadLetter(letters[0].id)).resolves.toEqual({ requeued: true, outcome: 'committed' });
     await t.service.flush();
     expect((await tableRows(t.sql)).get('p137')?.value).toEqual({ bad: 'yes', i: 137 });
     expect(await t.service.listDeadLetters()).toHaveLength(0);
@@ -165,7 +165,7 @@ describe('faults, bounds and bad input on Postgres', () => {
     await t.service.set('q2', { fixed: true });
     await t.service.flush();
     await t.sql.query('ALTER TABLE write_back_entries DROP CONSTRAINT no_poison');
-    await expect(t.service.replayDeadLetter(second.id)).resolves.toEqual({ requeued: false });
+    await expect(t.service.replayDeadLetter(second.id)).resolves.toEqual({ requeued: false, outcome: 'superseded' });
     await t.service.flush();
     const rows = await tableRows(t.sql);
     expect(rows.get('q2')?.value).toEqual({ fixed: true });

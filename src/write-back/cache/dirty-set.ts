@@ -44,6 +44,12 @@ export class DirtySet {
   private readonly retryQueues: Set<string>[] = [new Set(), new Set(), new Set()];
   private readonly freshQueues: Set<string>[] = [new Set(), new Set(), new Set()];
   private readonly inFlight = new Set<string>();
+  /**
+   * For the flush lag: keys whose `since` is their creation time, in creation order (so the first is the
+   * oldest), and keys whose `since` was moved forward by complete() (few: scanned).
+   */
+  private readonly ageOrder = new Set<string>();
+  private readonly lateOrder = new Set<string>();
 
   get size(): number {
     return this.entries.size;
@@ -86,6 +92,7 @@ export class DirtySet {
         firstFailedAt: 0,
       });
       this.freshQueues[rank].add(key);
+      this.ageOrder.add(key);
       return false;
     }
     entry.json = json;
@@ -147,9 +154,13 @@ export class DirtySet {
     entry.inFlight = false;
     if (entry.version === item.version) {
       this.entries.delete(item.key);
+      this.ageOrder.delete(item.key);
+      this.lateOrder.delete(item.key);
       return true;
     }
+    // What is left unflushed is the writes made during the flight: the oldest of them sets the age.
     entry.since = entry.sinceSnapshot || entry.since;
+    if (this.ageOrder.delete(item.key)) this.lateOrder.add(item.key);
     entry.rank = entry.rankSinceSnapshot < 3 ? entry.rankSinceSnapshot : entry.rank;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
@@ -169,19 +180,17 @@ export class DirtySet {
     this.retryQueues[entry.rank].add(item.key);
   }
 
-  /** Age base of the oldest unflushed write (ms since epoch), or undefined when nothing is dirty. */
+  /** When the oldest unflushed write was accepted (ms since epoch), or undefined when nothing is dirty. */
   oldestSince(): number | undefined {
     let oldest: number | undefined;
-    const consider = (key: string | undefined) => {
-      if (key === undefined) return;
+    for (const key of this.ageOrder) {
+      oldest = this.entries.get(key)!.since;
+      break;
+    }
+    for (const key of this.lateOrder) {
       const since = this.entries.get(key)!.since;
       if (oldest === undefined || since < oldest) oldest = since;
-    };
-    for (let rank = 0; rank < 3; rank++) {
-      consider(first(this.retryQueues[rank]));
-      consider(first(this.freshQueues[rank]));
     }
-    for (const key of this.inFlight) consider(key);
     return oldest;
   }
 
@@ -200,9 +209,4 @@ export class DirtySet {
     }
     return counts;
   }
-}
-
-function first(set: Set<string>): string | undefined {
-  for (const value of set) return value;
-  return undefined;
 }

@@ -16,6 +16,11 @@ export function validateKey(key: unknown, maxKeyLength: number): asserts key is 
       `Key "${truncate(key)}" is ${key.length} characters long, over "maxKeyLength" (${maxKeyLength}).`,
     );
   }
+  if (!key.isWellFormed()) {
+    throw new WriteBackInvalidKeyError(
+      `Key "${truncate(key.toWellFormed())}" contains a lone UTF-16 surrogate; Postgres would store it as U+FFFD, so distinct keys could collide.`,
+    );
+  }
   if (key.includes('\u0000')) {
     throw new WriteBackInvalidKeyError(`Key "${truncate(key.replace(/\u0000/g, '\\0'))}" contains a NUL character, which Postgres text rejects.`);
   }

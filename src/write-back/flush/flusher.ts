@@ -97,6 +97,8 @@ export class Flusher {
     flushDurationMsMax: 0,
   };
   lastFlushAt: Date | undefined;
+  /** Called with the duration (ms) of every committed batch (metrics histogram). */
+  onBatchCommitted: ((durationMs: number, rows: number) => void) | undefined;
   lastError: FlushError | undefined;
   /** When the timer last ticked (ms since epoch): liveness. */
   lastTickAt: number;
@@ -105,6 +107,8 @@ export class Flusher {
   private readonly waiters = new Set<Waiter>();
   private readonly active = new Set<Promise<void>>();
   private round: Promise<void> | undefined;
+  private roundWorkers: Promise<void>[] = [];
+  private activeWorkers = 0;
   private timerDueAt = Number.POSITIVE_INFINITY;
   private timerRunning = false;
   private closed = false;
@@ -158,7 +162,12 @@ export class Flusher {
 
   /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
   notifyWrite(rank: number): void {
-    if (!this.timerRunning || this.round !== undefined) return;
+    if (!this.timerRunning) return;
+    if (this.round !== undefined) {
+      // A full batch is waiting while a worker of the running round is idle: put it to work.
+      if (this.activeWorkers < this.options.flushConcurrency && this.dirty.queuedCount >= this.options.batchSize) this.topUpWorkers();
+      return;
+    }
     if (this.dirty.queuedCount >= this.options.batchSize) this.arm(0);
     else if (rank === 0) this.arm(this.options.highPriorityDelayMs);
   }
@@ -252,19 +261,37 @@ export class Flusher {
     this.arm(this.options.flushIntervalMs);
   }
 
+  /** Starts a round, or tops up the running one to `flushConcurrency` workers. */
   private startRound(): Promise<void> {
     if (this.round === undefined) {
       this.round = this.runRound().finally(() => {
         this.round = undefined;
       });
+    } else {
+      this.topUpWorkers();
     }
     return this.round;
   }
 
   private async runRound(): Promise<void> {
-    const workers: Promise<void>[] = [];
-    for (let i = 0; i < this.options.flushConcurrency; i++) workers.push(this.worker());
-    await Promise.all(workers);
+    this.topUpWorkers();
+    // Workers that find the queue empty exit; ones added while the round runs are awaited too.
+    while (this.roundWorkers.length > 0) {
+      const workers = this.roundWorkers;
+      this.roundWorkers = [];
+      await Promise.all(workers);
+    }
+  }
+
+  private topUpWorkers(): void {
+    while (this.activeWorkers < this.options.flushConcurrency && this.dirty.queuedCount > 0) {
+      this.activeWorkers++;
+      this.roundWorkers.push(
+        this.worker().finally(() => {
+          this.activeWorkers--;
+        }),
+      );
+    }
   }
 
   private async worker(): Promise<void> {
@@ -312,6 +339,7 @@ export class Flusher {
     this.counters.flushedEntries += items.length;
     this.counters.flushDurationMsTotal += duration;
     if (duration > this.counters.flushDurationMsMax) this.counters.flushDurationMsMax = duration;
+    this.onBatchCommitted?.(duration, items.length);
     this.lastFlushAt = new Date();
     if (this.breaker.recordSuccess()) this.logger.log('Postgres accepts writes again: circuit closed');
     this.lastCircuit = 'closed';

@@ -1,0 +1,231 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
+import { encodeRecordToBuffer } from '../../../src/write-back/wal/wal-codec.js';
+import { WalRetention, WalSegment } from '../../../src/write-back/wal/wal-retention.js';
+import { rec, segmentFiles, syncOptions, tempDir, waitFor } from './wal-test-helpers.js';
+
+const name = (id: number): string => `wal-${String(id).padStart(12, '0')}.log`;
+
+describe('WalRetention', () => {
+  function setup() {
+    const deleted: number[] = [];
+    const retention = new WalRetention((segment) => deleted.push(segment.id));
+    const segments = [1, 2, 3, 4].map((id) => new WalSegment(id, name(id)));
+    return { deleted, retention, s: segments };
+  }
+
+  it('counts the newest unsettled record of each key as pending', () => {
+    const { retention, s } = setup();
+    expect(retention.track('a', 1, s[0]!)).toBe(true);
+    expect(retention.track('a', 2, s[0]!)).toBe(true);
+    expect(retention.track('b', 3, s[0]!)).toBe(true);
+    expect(retention.pending).toBe(2);
+    retention.settle('a', 1); // an older version: a@2 still needs the log
+    expect(retention.pending).toBe(2);
+    retention.settle('a', 2);
+    retention.settle('unknown', 9);
+    expect(retention.pending).toBe(1);
+    expect(retention.track('a', 3, s[0]!)).toBe(true);
+    expect(retention.pending).toBe(2);
+  });
+
+  it('refuses records at or below the newest version of their key', () => {
+    const { retention, s } = setup();
+    retention.track('a', 5, s[0]!);
+    expect(retention.track('a', 5, s[1]!)).toBe(false);
+    expect(retention.track('a', 4, s[1]!)).toBe(false);
+    expect(retention.pending).toBe(1);
+  });
+
+  it('deletes a sealed segment once nothing in it is needed, never an unsealed one', () => {
+    const { retention, s, deleted } = setup();
+    retention.track('a', 1, s[0]!);
+    retention.settle('a', 1);
+    expect(deleted).toEqual([]); // still being written
+    retention.seal(s[0]!);
+    expect(deleted).toEqual([1]);
+  });
+
+  it('deletes a segment whose records are all superseded by later segments', () => {
+    const { retention, s, deleted } = setup();
+    retention.track('a', 1, s[0]!);
+    retention.track('b', 2, s[0]!);
+    retention.seal(s[0]!);
+    retention.track('a', 3, s[1]!);
+    retention.track('b', 4, s[1]!);
+    // Until the newer records are fdatasynced, a crash could lose them: the older ones stay.
+    retention.markDurable(retention.lastSequence - 1);
+    expect(deleted).toEqual([]);
+    retention.markDurable(retention.lastSequence);
+    expect(deleted).toEqual([1]);
+    expect(retention.pending).toBe(2);
+  });
+
+  it('needs no durable successor for a record Postgres already has', () => {
+    const { retention, s, deleted } = setup();
+    retention.track('a', 1, s[0]!);
+    retention.seal(s[0]!);
+    retention.settle('a', 1);
+    expect(deleted).toEqual([1]);
+    retention.track('a', 2, s[1]!);
+    expect(retention.pending).toBe(1);
+  });
+
+  it('keeps a settled segment while an earlier one still holds an older record of its keys', () => {
+    const { retention, s, deleted } = setup();
+    retention.track('k', 1, s[0]!);
+    retention.track('x', 2, s[0]!);
+    retention.seal(s[0]!);
+    retention.track('k', 3, s[1]!);
+    retention.seal(s[1]!);
+    retention.markDurable(retention.lastSequence);
+    retention.settle('k', 3);
+    // Deleting segment 2 now would let a restart replay k@1 from segment 1 as the latest value.
+    expect(deleted).toEqual([]);
+    retention.settle('x', 2);
+    expect(deleted).toEqual([1, 2]);
+  });
+
+  it('deletes settled segments out of order when they share no keys', () => {
+    const { retention, s, deleted } = setup();
+    retention.track('a', 1, s[0]!);
+    retention.seal(s[0]!);
+    retention.track('b', 2, s[1]!);
+    retention.seal(s[1]!);
+    retention.settle('b', 2);
+    expect(deleted).toEqual([2]);
+    expect(retention.pending).toBe(1);
+  });
+
+  it('on replay, makes the segment of the newest record outlive a later segment with an older record', () => {
+    const { retention, s, deleted } = setup();
+    expect(retention.trackReplayed('k', 5, s[0]!)).toBe(true);
+    expect(retention.trackReplayed('k', 3, s[1]!)).toBe(false);
+    expect(retention.trackReplayed('y', 4, s[1]!)).toBe(true);
+    retention.seal(s[0]!);
+    retention.seal(s[1]!);
+    retention.settle('k', 5);
+    expect(deleted).toEqual([]); // segment 2 still holds k@3 and y
+    retention.settle('y', 4);
+    expect(deleted).toEqual([2, 1]);
+  });
+});
+
+describe('WriteAheadLog segments', () => {
+  it('rotates to a new segment once the active one passes segmentBytes', async () => {
+    const dir = await tempDir();
+    const recordBytes = encodeRecordToBuffer(rec('k0', 100)).length;
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 3 * recordBytes }));
+    for (let i = 0; i < 10; i++) await wal.append(rec(`k${i}`, 100 + i));
+    const files = await segmentFiles(dir);
+    expect(files).toEqual([name(1), name(2), name(3), name(4)]);
+    const sizes = await Promise.all(files.map(async (file) => (await stat(join(dir, file))).size));
+    expect(sizes).toEqual([3 * recordBytes, 3 * recordBytes, 3 * recordBytes, recordBytes]);
+    expect(wal.stats()).toMatchObject({ segments: 4, bytes: 10 * recordBytes, pendingRecords: 10 });
+    await wal.close();
+  });
+
+  it('rotates in the middle of a group of concurrent appends and loses none', async () => {
+    const dir = await tempDir();
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 200 }));
+    const records = Array.from({ length: 40 }, (_, i) => rec(`key-${i}`, i + 1));
+    await Promise.all(records.map((record) => wal.append(record)));
+    expect((await segmentFiles(dir)).length).toBeGreaterThan(3);
+    await wal.close();
+    const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 200 }));
+    expect(recovered).toEqual(records);
+    await reopened.close();
+  });
+
+  it('deletes fully settled segments but keeps the active one and those with unsettled records', async () => {
+    const dir = await tempDir();
+    // segmentBytes 1: every record starts a segment of its own.
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 1 }));
+    await wal.append(rec('a', 1));
+    await wal.append(rec('b', 2));
+    await wal.append(rec('c', 3, null));
+    await wal.append(rec('d', 4));
+    expect(await segmentFiles(dir)).toEqual([name(1), name(2), name(3), name(4)]);
+
+    wal.settle('b', 2);
+    wal.settle('c', 3);
+    wal.settle('d', 4); // in the active segment: kept
+    await waitFor(async () => (await segmentFiles(dir)).length === 2);
+    expect(await segmentFiles(dir)).toEqual([name(1), name(4)]);
+    expect(wal.stats()).toMatchObject({ segments: 2, pendingRecords: 1 });
+
+    wal.settle('a', 0); // older than what is logged: keeps it
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await segmentFiles(dir)).toEqual([name(1), name(4)]);
+    await wal.close();
+  });
+
+  it('deletes segments whose records were all superseded by a later segment', async () => {
+    const dir = await tempDir();
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 1 }));
+    await wal.append(rec('a', 1));
+    await wal.append(rec('a', 2));
+    await wal.append(rec('b', 3));
+    await waitFor(async () => !(await segmentFiles(dir)).includes(name(1)));
+    expect(await segmentFiles(dir)).toEqual([name(2), name(3)]);
+    expect(wal.stats().pendingRecords).toBe(2);
+    await wal.close();
+    const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir));
+    expect(recovered).toEqual([rec('a', 2), rec('b', 3)]);
+    await reopened.close();
+  });
+
+  it('keeps a settled segment while an older segment could replay a stale value of its keys', async () => {
+    const dir = await tempDir();
+    const recordBytes = encodeRecordToBuffer(rec('k', 1)).length;
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 2 * recordBytes }));
+    await wal.append(rec('k', 1)); // segment 1
+    await wal.append(rec('x', 2)); // segment 1
+    await wal.append(rec('k', 3)); // segment 2
+    await wal.append(rec('y', 4)); // segment 2
+    await wal.append(rec('z', 5)); // segment 3, active
+    wal.settle('k', 3);
+    wal.settle('y', 4);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await segmentFiles(dir)).toEqual([name(1), name(2), name(3)]);
+    await wal.close();
+
+    // A restart now must not see k@1 as the latest value of k.
+    const reopened = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 2 * recordBytes }));
+    expect(reopened.recovered).toEqual([rec('x', 2), rec('k', 3), rec('y', 4), rec('z', 5)]);
+    reopened.wal.settle('x', 2);
+    reopened.wal.settle('k', 3);
+    reopened.wal.settle('y', 4);
+    await waitFor(async () => (await segmentFiles(dir)).length === 2);
+    expect(await segmentFiles(dir)).toEqual([name(3), name(4)]);
+    await reopened.wal.close();
+  });
+
+  it('after settling and deleting, a restart replays only the unsettled records', async () => {
+    const dir = await tempDir();
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: 1 }));
+    const records = [rec('a', 1), rec('b', 2), rec('c', 3), rec('d', 4, null), rec('e', 5)];
+    for (const record of records) await wal.append(record);
+    wal.settle('a', 1);
+    wal.settle('c', 3);
+    wal.settle('d', 4);
+    await wal.close();
+    expect(await segmentFiles(dir)).toEqual([name(2), name(5)]);
+
+    const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir));
+    expect(recovered).toEqual([rec('b', 2), rec('e', 5)]);
+    expect(reopened.stats().pendingRecords).toBe(2);
+    reopened.settle('b', 2);
+    reopened.settle('e', 5);
+    await reopened.close();
+    expect(reopened.stats()).toMatchObject({ pendingRecords: 0, segments: 1 });
+    expect(await segmentFiles(dir)).toEqual([name(6)]);
+
+    const { wal: third, recovered: none } = await WriteAheadLog.open(syncOptions(dir));
+    expect(none).toEqual([]);
+    await third.close();
+    expect(await segmentFiles(dir)).toEqual([name(7)]);
+  });
+});
