@@ -4,7 +4,7 @@ import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { demoConfig, type DemoConfig } from '../config/demo.config.js';
-import { lockDataDir } from './data-dir-lock.js';
+import { lockDirectory } from '../write-back/wal/dir-lock.js';
 
 interface Running {
   url: string;
@@ -42,7 +42,11 @@ export class EmbeddedPostgres implements OnApplicationShutdown {
     const started = Date.now();
     const dataDir = path.resolve(this.config.dataDir);
     await mkdir(path.dirname(dataDir), { recursive: true });
-    const unlock = await lockDataDir(dataDir);
+    const unlock = await lockDirectory(
+      `${dataDir}.lock`,
+      `The embedded Postgres data directory ${dataDir}`,
+      'Stop that process or set WRITE_BACK_DEMO_DATA_DIR to another directory.',
+    );
     let db: PGlite | undefined;
     try {
       await mkdir(dataDir, { recursive: true });

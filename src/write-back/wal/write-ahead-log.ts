@@ -3,6 +3,10 @@ import * as path from 'node:path';
 import { errorMessage, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
 import { encodeRecord, invalidRecordReason, maxEncodedBytes, type WalRecord } from './wal-codec.js';
 import { ensureDirectory, listSegmentIds, segmentFileName, syncDirectory } from './wal-files.js';
+import { lockDirectory } from './dir-lock.js';
+
+/** The lock file inside walDir; not a segment, so replay ignores it. */
+export const WAL_LOCK_FILE = 'wal.lock';
 import { resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './wal-options.js';
 import { scanSegment } from './wal-reader.js';
 import { WalRetention, WalSegment } from './wal-retention.js';
@@ -104,6 +108,7 @@ export class WriteAheadLog {
   private constructor(
     private readonly options: ResolvedWalOptions,
     firstFreeId: number,
+    private readonly unlock: () => Promise<void>,
   ) {
     this.nextId = firstFreeId;
     this.retention = new WalRetention((segment) => this.deleteSegment(segment));
@@ -120,11 +125,22 @@ export class WriteAheadLog {
   static async open(options: WalOptions): Promise<{ wal: WriteAheadLog; recovered: WalRecord[] }> {
     const resolved = resolveWalOptions(options);
     await ensureDirectory(resolved.dir);
-    const ids = await listSegmentIds(resolved.dir);
-    const wal = new WriteAheadLog(resolved, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1);
-    const recovered = await wal.replay(ids);
-    await wal.start();
-    return { wal, recovered };
+    // Two processes appending to (and deleting) one log's segments would lose writes.
+    const unlock = await lockDirectory(
+      path.join(resolved.dir, WAL_LOCK_FILE),
+      `The write-ahead log directory ${resolved.dir}`,
+      'Give each process its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
+    );
+    try {
+      const ids = await listSegmentIds(resolved.dir);
+      const wal = new WriteAheadLog(resolved, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
+      const recovered = await wal.replay(ids);
+      await wal.start();
+      return { wal, recovered };
+    } catch (error) {
+      await unlock();
+      throw error;
+    }
   }
 
   /**
@@ -217,6 +233,7 @@ export class WriteAheadLog {
     } finally {
       await file?.handle.close();
       await this.deletions;
+      await this.unlock();
     }
     if (this.failure !== undefined && this.failure !== earlierFailure) throw this.failure;
   }
