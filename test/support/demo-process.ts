@@ -3,14 +3,27 @@ import net from 'node:net';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+/**
+ * Each test worker compiles into a directory of its own under the repo (so `node` still finds node_modules):
+ * two workers writing one dist/ while a third starts from it would run half-written files.
+ */
+export const TEST_BUILD_ROOT = path.join(ROOT, '.test-build');
+const BUILD_DIR = path.join(TEST_BUILD_ROOT, String(process.pid));
 let built = false;
 
-/** Compiles the demo once per test process (`npm run build`), so a spec can run it as a real process. */
+/** Compiles the demo once per test worker, so a spec can run it as a real process. */
 export function buildDemo(): void {
   if (built) return;
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe', timeout: 180_000 });
+  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', BUILD_DIR], {
+    cwd: ROOT,
+    stdio: 'pipe',
+    timeout: 180_000,
+  });
   built = true;
 }
+
+/** The compiled demo entry point of this worker. */
+export const DEMO_MAIN = path.join(BUILD_DIR, 'main.js');
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,7 +45,7 @@ export interface DemoProcess {
 }
 
 /**
- * Starts `node dist/main.js` with `env` on top of a clean environment (no inherited WRITE_BACK_* variables)
+ * Starts the compiled demo (`node main.js`, as the image does) with `env` on top of a clean environment (no inherited WRITE_BACK_* variables)
  * and waits until /health/live answers.
  */
 export async function startDemo(env: Record<string, string>, timeoutMs = 60_000): Promise<DemoProcess> {
@@ -40,7 +53,7 @@ export async function startDemo(env: Record<string, string>, timeoutMs = 60_000)
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('WRITE_BACK_') && name !== 'DATABASE_URL'),
   );
-  const child = spawn(process.execPath, ['dist/main.js'], {
+  const child = spawn(process.execPath, [DEMO_MAIN], {
     cwd: ROOT,
     env: { ...base, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

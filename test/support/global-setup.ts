@@ -1,4 +1,6 @@
+import { rm } from 'node:fs/promises';
 import type { TestProject } from 'vitest/node';
+import { TEST_BUILD_ROOT } from './demo-process.js';
 import { startTestDatabase, type TestDatabase } from './test-database.js';
 
 let database: TestDatabase | undefined;
@@ -16,6 +18,8 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await database?.stop();
+  // The demo builds test workers made to run it as a process (test/support/demo-process.ts).
+  await rm(TEST_BUILD_ROOT, { recursive: true, force: true });
 }
 
 declare module 'vitest' {
