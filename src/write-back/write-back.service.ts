@@ -60,6 +60,7 @@ export interface WriteBackStats {
 }
 
 const SET_LATENCY_SAMPLE_MASK = 7;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * The public API: a write-back cache over one Postgres table. Writes land in memory and return; a background
@@ -131,26 +132,36 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
    * held in memory, or with `writeThrough` once Postgres committed it. Bad input throws a
    * `WriteBackValidationError` and changes nothing; a full cache waits or throws `WriteBackOverloadedError`.
    */
-  async set<T = unknown>(key: string, value: T, options?: WriteBackSetOptions): Promise<void> {
+  set<T = unknown>(key: string, value: T, options?: WriteBackSetOptions): Promise<void> {
     const sampled = (this.setCalls++ & SET_LATENCY_SAMPLE_MASK) === 0;
     const started = sampled ? performance.now() : 0;
-    this.assertOpen('set');
-    validateKey(key, this.options.maxKeyLength);
-    const rank = rankOf(options);
-    const json = serializeValue(key, value, this.options.maxValueBytes);
-    await this.accept(key, json, rank, options?.writeThrough === true);
-    if (sampled) {
-      const elapsedMs = performance.now() - started;
-      this.setLatency.record(Math.max(1, Math.round(elapsedMs * 1000)));
-      this.setLatencyObserver?.(elapsedMs / 1000);
+    let accepted: Promise<void>;
+    try {
+      this.assertOpen('set');
+      validateKey(key, this.options.maxKeyLength);
+      const rank = rankOf(options);
+      const json = serializeValue(key, value, this.options.maxValueBytes);
+      accepted = this.accept(key, json, rank, options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    if (!sampled) return accepted;
+    if (accepted === RESOLVED) {
+      this.recordSetLatency(started);
+      return accepted;
+    }
+    return accepted.then(() => this.recordSetLatency(started));
   }
 
   /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
-  async delete(key: string, options?: WriteBackDeleteOptions): Promise<void> {
-    this.assertOpen('delete');
-    validateKey(key, this.options.maxKeyLength);
-    await this.accept(key, null, rankOf(options), options?.writeThrough === true);
+  delete(key: string, options?: WriteBackDeleteOptions): Promise<void> {
+    try {
+      this.assertOpen('delete');
+      validateKey(key, this.options.maxKeyLength);
+      return this.accept(key, null, rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -290,7 +301,16 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     if (this.closing) throw new WriteBackClosedError(operation);
   }
 
-  private async accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
+  /**
+   * Takes an accepted (validated) write. The common case, room and no WAL or `wal-async`, is synchronous and
+   * returns the shared RESOLVED promise: no async frame per write on the hot path.
+   */
+  private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
+    if (!writeThrough && this.cache.hasRoomFor(key)) return this.write(key, json, rank) ?? RESOLVED;
+    return this.acceptSlowly(key, json, rank, writeThrough);
+  }
+
+  private async acceptSlowly(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
     // The last room check and the write happen in one synchronous step: writers woken together by one freed
     // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
     let deadline: number | undefined;
@@ -298,10 +318,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       deadline ??= Date.now() + this.options.backpressureTimeoutMs;
       await this.waitForRoom(key, deadline);
     }
-    const version = this.cache.write(key, json, rank);
-    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
-    const durable = this.wal?.append({ key, json, version, rank });
-    this.flusher.notifyWrite(rank);
+    const durable = this.write(key, json, rank);
     if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
@@ -309,6 +326,21 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
         throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
       }
     }
+  }
+
+  /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */
+  private write(key: string, json: string | null, rank: number): Promise<void> | undefined {
+    const version = this.cache.write(key, json, rank);
+    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
+    const durable = this.wal?.append({ key, json, version, rank });
+    this.flusher.notifyWrite(rank);
+    return durable;
+  }
+
+  private recordSetLatency(started: number): void {
+    const elapsedMs = performance.now() - started;
+    this.setLatency.record(Math.max(1, Math.round(elapsedMs * 1000)));
+    this.setLatencyObserver?.(elapsedMs / 1000);
   }
 
   /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */

@@ -1,20 +1,20 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { inject } from 'vitest';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /**
  * Each test worker compiles into a directory of its own under the repo (so `node` still finds node_modules):
  * two workers writing one dist/ while a third starts from it would run half-written files.
  */
-export const TEST_BUILD_ROOT = path.join(ROOT, '.test-build');
-const BUILD_DIR = path.join(TEST_BUILD_ROOT, String(process.pid));
+const buildDir = () => path.join(inject('testBuildDir'), String(process.pid));
 let built = false;
 
 /** Compiles the demo once per test worker, so a spec can run it as a real process. */
 export function buildDemo(): void {
   if (built) return;
-  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', BUILD_DIR], {
+  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', buildDir()], {
     cwd: ROOT,
     stdio: 'pipe',
     timeout: 180_000,
@@ -23,7 +23,7 @@ export function buildDemo(): void {
 }
 
 /** The compiled demo entry point of this worker. */
-export const DEMO_MAIN = path.join(BUILD_DIR, 'main.js');
+export const demoMain = (): string => path.join(buildDir(), 'main.js');
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -53,7 +53,7 @@ export async function startDemo(env: Record<string, string>, timeoutMs = 60_000)
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('WRITE_BACK_') && name !== 'DATABASE_URL'),
   );
-  const child = spawn(process.execPath, [DEMO_MAIN], {
+  const child = spawn(process.execPath, [demoMain()], {
     cwd: ROOT,
     env: { ...base, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

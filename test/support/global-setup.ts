@@ -1,9 +1,11 @@
 import { rm } from 'node:fs/promises';
 import type { TestProject } from 'vitest/node';
-import { TEST_BUILD_ROOT } from './demo-process.js';
+import path from 'node:path';
 import { startTestDatabase, type TestDatabase } from './test-database.js';
 
 let database: TestDatabase | undefined;
+/** Where this run's workers compile the demo to run it as a process (test/support/demo-process.ts). */
+const testBuildDir = path.resolve(import.meta.dirname, '../../.test-build', `run-${process.pid}`);
 
 /**
  * One database per test run: on the Postgres at DATABASE_URL (or 127.0.0.1:5432 when something listens there),
@@ -13,18 +15,19 @@ export async function setup(project: TestProject): Promise<void> {
   database = await startTestDatabase();
   project.provide('databaseUrl', database.url);
   project.provide('databaseKind', database.kind);
+  project.provide('testBuildDir', testBuildDir);
   console.log(`[write-back tests] database: ${database.kind} (${database.description})`);
 }
 
 export async function teardown(): Promise<void> {
   await database?.stop();
-  // The demo builds test workers made to run it as a process (test/support/demo-process.ts).
-  await rm(TEST_BUILD_ROOT, { recursive: true, force: true });
+  await rm(testBuildDir, { recursive: true, force: true });
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     databaseUrl: string;
     databaseKind: 'postgres' | 'pglite';
+    testBuildDir: string;
   }
 }

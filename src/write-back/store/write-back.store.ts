@@ -35,8 +35,8 @@ export interface StoredRow {
 }
 
 /**
- * All SQL of the module. Rows travel as arrays (`unnest`), one bind parameter per column whatever the batch
- * size (Postgres allows 65,535 parameters per statement); the JSON text serialized at `set` is sent as is.
+ * All SQL of the module. A batch travels as one jsonb parameter whatever its size (Postgres allows 65,535
+ * parameters per statement); the JSON text serialized at `set` is sent as is.
  */
 export class WriteBackStore {
   private readonly entriesTable: string;
@@ -50,22 +50,25 @@ export class WriteBackStore {
   ) {
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
-    // One round trip per batch: upserts and deletes of distinct keys in one statement. Both are guarded by
-    // version, so the table never goes backwards and replays are idempotent. A batch never holds one key
-    // twice (that would be error 21000).
+    // One round trip and one bind parameter per batch: the rows travel as one JSON array into which each value's
+    // JSON text (serialized once at set) is pasted as is, so Node does no per-row escaping; Postgres parses it.
+    // Upserts and deletes of distinct keys share the statement, both guarded by version, so the table never
+    // goes backwards and replays are idempotent. A batch never holds one key twice (that would be error 21000).
+    // The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null, not an SQL NULL.
     this.writeSql = `
-      WITH upserted AS (
+      WITH rows AS (
+        SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+      ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
-        SELECT u.key, u.value::jsonb, u.version, now()
-        FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(key, value, version)
+        SELECT rows.k, rows.value, rows.n, now() FROM rows WHERE rows.d IS NOT TRUE
         ON CONFLICT ("key") DO UPDATE
           SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
         RETURNING 1
       ), deleted AS (
         DELETE FROM ${this.entriesTable} AS e
-        USING unnest($4::text[], $5::int8[]) AS d(key, version)
-        WHERE e."key" = d.key AND e."version" < d.version
+        USING rows
+        WHERE rows.d AND e."key" = rows.k AND e."version" < rows.n
         RETURNING 1
       )
       SELECT (SELECT count(*) FROM upserted)::int AS upserted, (SELECT count(*) FROM deleted)::int AS deleted`;
@@ -143,22 +146,7 @@ export class WriteBackStore {
 
   /** Writes one batch (upserts and tombstones) in one guarded statement. */
   async writeBatch(items: readonly FlushItem[]): Promise<void> {
-    const upKeys: string[] = [];
-    const upValues: string[] = [];
-    const upVersions: string[] = [];
-    const delKeys: string[] = [];
-    const delVersions: string[] = [];
-    for (const item of items) {
-      if (item.json === null) {
-        delKeys.push(item.key);
-        delVersions.push(String(item.version));
-      } else {
-        upKeys.push(item.key);
-        upValues.push(item.json);
-        upVersions.push(String(item.version));
-      }
-    }
-    await this.dataSource.query(this.writeSql, [upKeys, upValues, upVersions, delKeys, delVersions]);
+    await this.dataSource.query(this.writeSql, [batchDocument(items)]);
   }
 
   /** The stored JSON text and version of `key`, or undefined. */
@@ -208,6 +196,20 @@ export class WriteBackStore {
   async countDeadLetters(): Promise<number> {
     return this.deadLetters.count();
   }
+}
+
+/** `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true}, ...]` with the value texts pasted in. */
+export function batchDocument(items: readonly FlushItem[]): string {
+  let document = '[';
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    if (i > 0) document += ',';
+    document +=
+      item.json === null
+        ? `{"k":${JSON.stringify(item.key)},"n":${item.version},"d":true}`
+        : `{"k":${JSON.stringify(item.key)},"n":${item.version},"v":[${item.json}]}`;
+  }
+  return `${document}]`;
 }
 
 function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
