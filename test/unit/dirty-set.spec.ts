@@ -359,3 +359,14 @@ describe('DirtySet', () => {
     });
   });
 });
+
+describe('take() bounded by characters', () => {
+  it('stops a batch once the values hold maxChars characters, but always takes one entry', () => {
+    const dirty = new DirtySet();
+    for (let i = 0; i < 10; i++) dirty.write(`k${i}`, 'x'.repeat(98), i + 1, 1, i);
+    const first = dirty.take(100, 250);
+    expect(first.map((item) => item.key)).toEqual(['k0', 'k1', 'k2']);
+    expect(dirty.take(100, 1).map((item) => item.key)).toEqual(['k3']);
+    expect(dirty.take(100).length).toBe(6);
+  });
+});

@@ -113,17 +113,22 @@ export class DirtySet {
     return true;
   }
 
-  /** Takes up to `max` queued entries, highest priority first, and marks them in flight. */
-  take(max: number): FlushItem[] {
+  /**
+   * Takes up to `max` queued entries, highest priority first, and marks them in flight. Stops early once the
+   * values taken hold `maxChars` characters of JSON (always taking at least one entry).
+   */
+  take(max: number, maxChars = Number.POSITIVE_INFINITY): FlushItem[] {
     const items: FlushItem[] = [];
-    for (let rank = 0; rank < 3 && items.length < max; rank++) {
+    let chars = 0;
+    for (let rank = 0; rank < 3 && items.length < max && chars < maxChars; rank++) {
       for (const queue of [this.retryQueues[rank], this.freshQueues[rank]]) {
         for (const key of queue) {
-          if (items.length >= max) break;
+          if (items.length >= max || chars >= maxChars) break;
           queue.delete(key);
           const entry = this.entries.get(key)!;
           entry.inFlight = true;
           this.inFlight.add(key);
+          chars += key.length + (entry.json?.length ?? 0);
           items.push({ key, json: entry.json, version: entry.version, rank: entry.rank });
         }
       }

@@ -37,6 +37,42 @@ function rejectUnrepresentable(this: unknown, _key: string, value: unknown): unk
   return value;
 }
 
+const MAX_PLAIN_DEPTH = 64;
+const dateToJSON = Date.prototype.toJSON;
+
+/**
+ * True when plain `JSON.stringify` (no replacer, about twice as fast) serializes `value` the way the checking
+ * replacer would: no function, symbol, non-finite number or BigInt anywhere, no custom `toJSON`, and not deeper
+ * than 64 levels (which also bounds a cycle). Otherwise false, and the replacer path decides and explains.
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'undefined':
+      return depth > 0;
+    case 'object': {
+      if (value === null) return true;
+      if (depth >= MAX_PLAIN_DEPTH) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false;
+        return true;
+      }
+      const toJSON = (value as { toJSON?: unknown }).toJSON;
+      if (toJSON !== undefined) return toJSON === dateToJSON;
+      for (const key of Object.keys(value)) {
+        if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 // JSON.stringify escapes NUL as \u0000 and lone surrogates as \udXXX; an odd run of backslashes before the
 // escape means it is an escape, not literal text. Postgres jsonb rejects both (22P05 / 22P02).
 const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
@@ -53,7 +89,7 @@ export function serializeValue(key: string, value: unknown, maxValueBytes: numbe
   }
   let json: string | undefined;
   try {
-    json = JSON.stringify(value, rejectUnrepresentable);
+    json = isPlainJson(value, 0) ? JSON.stringify(value) : JSON.stringify(value, rejectUnrepresentable);
   } catch (error) {
     if (error instanceof WriteBackInvalidValueError) {
       throw new WriteBackInvalidValueError(`Value for key "${truncate(key)}" is not JSON: ${error.message}`);

@@ -77,6 +77,9 @@ interface Waiter {
 
 type Outcome = 'committed' | 'deadLettered';
 
+/** A batch is one jsonb parameter, and jsonb values stop near 256 MB: keep well below, whatever batchSize says. */
+const MAX_BATCH_CHARS = 32 * 1024 * 1024;
+
 /**
  * Moves dirty entries to Postgres in batches: a self-rescheduling timer ticks every `flushIntervalMs` (earlier
  * when `batchSize` entries are queued or a `high` write arrives) and starts a round unless one is running; a
@@ -296,7 +299,7 @@ export class Flusher {
 
   private async worker(): Promise<void> {
     while (!this.closed && this.breaker.waitMs(this.now()) === 0) {
-      const items = this.dirty.take(this.options.batchSize);
+      const items = this.dirty.take(this.options.batchSize, MAX_BATCH_CHARS);
       if (items.length === 0) return;
       await this.track(this.writeItems(items));
     }
