@@ -6,6 +6,7 @@ import { demoConfig } from './config/demo.config.js';
 import { writeBackModuleOptions } from './config/write-back.config.js';
 import { DeadLettersController } from './kv/dead-letters.controller.js';
 import { HealthController } from './kv/health.controller.js';
+import { KeepAliveDrain } from './kv/keep-alive-drain.js';
 import { KvController } from './kv/kv.controller.js';
 import { MetricsController } from './kv/metrics.controller.js';
 import { WriteBackExceptionFilter } from './kv/write-back-exception.filter.js';
@@ -22,6 +23,6 @@ import { WriteBackModule } from './write-back/index.js';
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
   ],
   controllers: [KvController, DeadLettersController, HealthController, MetricsController],
-  providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }],
+  providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }, KeepAliveDrain],
 })
 export class AppModule {}

@@ -2,14 +2,17 @@ import type { LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from '../app.module.js';
+import { KeepAliveDrain } from '../kv/keep-alive-drain.js';
 import { getWriteBackOptionsToken, type ResolvedWriteBackOptions } from '../write-back/index.js';
+import { setupOpenApi } from './openapi.js';
 
 const MIN_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 
 /**
  * Creates the demo application (not yet listening): the JSON body parser accepts any JSON value (strings,
  * numbers, arrays, objects, null), up to twice `maxValueBytes` (at least 2 MiB). Start-up errors are thrown,
- * not turned into `process.abort()`.
+ * not turned into `process.abort()`. The OpenAPI document is served at `/docs` (UI) and `/docs-json`. Once
+ * shutdown begins every answer closes its connection ({@link KeepAliveDrain}).
  */
 export async function createApp(options: { logger?: LoggerService | LogLevel[] | false } = {}): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule, {
@@ -20,6 +23,8 @@ export async function createApp(options: { logger?: LoggerService | LogLevel[] |
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   const { maxValueBytes } = app.get<ResolvedWriteBackOptions>(getWriteBackOptionsToken());
+  app.use(app.get(KeepAliveDrain).middleware);
   app.useBodyParser('json', { strict: false, limit: Math.max(MIN_BODY_LIMIT_BYTES, 2 * maxValueBytes) });
+  setupOpenApi(app);
   return app;
 }

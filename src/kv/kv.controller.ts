@@ -11,17 +11,45 @@ import {
   Put,
   Query,
 } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService, type FlushReport, type WriteBackStats } from '../write-back/index.js';
+import { ANY_JSON_SCHEMA, ErrorResponse, FlushReportResponse, StatsResponse } from './api-schemas.js';
 import { optionalInteger, writeOptions } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
 
 /** `POST /kv/_flush` waits at most this long unless `?timeoutMs=` says otherwise. */
 export const DEFAULT_FLUSH_TIMEOUT_MS = 30_000;
 
+const KEY_PARAM = {
+  name: 'key',
+  description: 'Any non-empty string up to `maxKeyLength` (default 512) UTF-16 units; URL-encode it.',
+  example: 'user:42',
+} as const;
+const PRIORITY_QUERY = {
+  name: 'priority',
+  required: false,
+  enum: ['high', 'normal', 'low'],
+  description: 'Flush order; a `high` write starts a flush within `highPriorityDelayMs`. Default `normal`.',
+} as const;
+const WRITE_THROUGH_QUERY = {
+  name: 'writeThrough',
+  required: false,
+  type: 'boolean',
+  description: 'Answer only once the write is committed to Postgres (502 if Postgres rejects it).',
+} as const;
+const BAD_INPUT = { status: 400, type: ErrorResponse, description: 'Bad key, body or query parameter (the message says which).' } as const;
+const UNAVAILABLE = {
+  status: 503,
+  type: ErrorResponse,
+  description: 'Backpressure (`maxDirtyEntries` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
+} as const;
+const WRITE_THROUGH_FAILED = { status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not commit the write.' } as const;
+
 /**
  * A key-value API over {@link WriteBackService}. Values are any JSON; writes answer 204 once accepted (in
  * memory, or committed with `?writeThrough=true`). The `_flush` and `_stats` routes are declared before `:key`.
  */
+@ApiTags('kv')
 @Controller('kv')
 export class KvController {
   constructor(private readonly writeBack: WriteBackService) {}
@@ -29,12 +57,19 @@ export class KvController {
   /** Persists everything dirty now; 503 if it takes longer than `timeoutMs` (the entries stay queued). */
   @Post('_flush')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Flush every dirty entry now', description: 'Resolves once each entry that was dirty is committed or dead-lettered.' })
+  @ApiQuery({ name: 'timeoutMs', required: false, type: 'integer', minimum: 1, maximum: 3_600_000, description: `Default ${DEFAULT_FLUSH_TIMEOUT_MS}.` })
+  @ApiResponse({ status: 200, type: FlushReportResponse, description: 'The flush report.' })
+  @ApiResponse(BAD_INPUT)
+  @ApiResponse({ status: 503, type: ErrorResponse, description: 'Not done within `timeoutMs` (the entries stay queued), or shutting down.' })
   flush(@Query('timeoutMs') timeoutMs?: unknown): Promise<FlushReport> {
     return this.writeBack.flush({ timeoutMs: optionalInteger('timeoutMs', timeoutMs, 1, 3_600_000) ?? DEFAULT_FLUSH_TIMEOUT_MS });
   }
 
   /** Counters and gauges of the write-back cache (no I/O). */
   @Get('_stats')
+  @ApiOperation({ summary: 'Counters and gauges of the cache', description: 'No I/O; the same figures as the write_back_* metrics.' })
+  @ApiResponse({ status: 200, type: StatsResponse })
   stats(): WriteBackStats {
     return this.writeBack.stats();
   }
@@ -42,6 +77,14 @@ export class KvController {
   /** The value as JSON (whatever its type: a string value is sent as a JSON string), or 404. */
   @Get(':key')
   @Header('Content-Type', 'application/json; charset=utf-8')
+  @ApiOperation({
+    summary: 'Read a value',
+    description: 'Memory first (your own writes, before any flush); on a miss one load from Postgres. A pending delete reads as 404.',
+  })
+  @ApiParam(KEY_PARAM)
+  @ApiResponse({ status: 200, description: 'The stored JSON value.', schema: ANY_JSON_SCHEMA })
+  @ApiResponse(BAD_INPUT)
+  @ApiResponse({ status: 404, type: ErrorResponse, description: 'No such key.' })
   async get(@Param('key') key: string): Promise<string> {
     const value = await this.writeBack.get(key);
     if (value === undefined) throw new NotFoundException(`Key "${key}" not found.`);
@@ -51,6 +94,19 @@ export class KvController {
   /** Stores the JSON body under `key`; `?priority=high|normal|low`, `?writeThrough=true`. */
   @Put(':key')
   @HttpCode(204)
+  @ApiOperation({
+    summary: 'Write a value',
+    description: 'Accepted in memory (and the write-ahead log, with wal-* durability) and flushed in the background.',
+  })
+  @ApiParam(KEY_PARAM)
+  @ApiQuery(PRIORITY_QUERY)
+  @ApiQuery(WRITE_THROUGH_QUERY)
+  @ApiBody({ required: true, description: 'The value, sent with `Content-Type: application/json`.', schema: ANY_JSON_SCHEMA })
+  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
+  @ApiResponse(BAD_INPUT)
+  @ApiResponse({ status: 413, type: ErrorResponse, description: 'Body over the parser limit (twice maxValueBytes, at least 2 MiB).' })
+  @ApiResponse(WRITE_THROUGH_FAILED)
+  @ApiResponse(UNAVAILABLE)
   async put(
     @Param('key') key: string,
     @JsonBody() value: unknown,
@@ -66,6 +122,14 @@ export class KvController {
   /** Deletes `key` (a tombstone, flushed like a write); same query options as PUT. */
   @Delete(':key')
   @HttpCode(204)
+  @ApiOperation({ summary: 'Delete a value', description: 'A versioned tombstone, flushed like a write; reads answer 404 at once.' })
+  @ApiParam(KEY_PARAM)
+  @ApiQuery(PRIORITY_QUERY)
+  @ApiQuery(WRITE_THROUGH_QUERY)
+  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
+  @ApiResponse(BAD_INPUT)
+  @ApiResponse(WRITE_THROUGH_FAILED)
+  @ApiResponse(UNAVAILABLE)
   async delete(
     @Param('key') key: string,
     @Query('priority') priority?: unknown,
