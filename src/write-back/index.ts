@@ -37,7 +37,8 @@ export {
 } from './write-back.errors.js';
 export { WriteBackHealthIndicator } from './health/write-back.health.js';
 export { WriteBackMetrics } from './metrics/write-back.metrics.js';
-export type { WriteBackHealth } from './health/write-back.health.js';
+export type { WriteBackHealth, WriteBackHealthResult } from './health/write-back.health.js';
+export type { WriteBackMetricsRegistry } from './metrics/write-back.metrics.js';
 export type { FlushReport } from './flush/flusher.js';
 export type { CircuitState } from './flush/circuit-breaker.js';
 export type { WriteBackDeadLetter } from './store/write-back.store.js';

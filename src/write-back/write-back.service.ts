@@ -219,6 +219,11 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     this.flusher.onBatchCommitted = (ms) => observer.flushDuration(ms / 1000);
   }
 
+  /** True from the start of the graceful shutdown drain: no more writes are accepted (readiness reports down). */
+  get isShuttingDown(): boolean {
+    return this.closing;
+  }
+
   /** When the flush timer last ticked (ms since epoch), and whether it runs: for the liveness probe. */
   flushLoopStatus(): { running: boolean; lastTickAt: number } {
     return { running: this.flusher.isTimerRunning, lastTickAt: this.flusher.lastTickAt };

@@ -67,4 +67,17 @@ describe('health indicator', () => {
     expect(stalled.healthy).toBe(false);
     expect(String(stalled.details.reasons)).toContain('has not ticked');
   });
+
+  it('readiness reports "shutting down" from the start of the drain, with or without the flush timer', async () => {
+    t = await startWriteBack({ autoFlush: false });
+    const health = t.app.get(WriteBackHealthIndicator);
+    await t.service.set('last', 1);
+    expect((await health.isReady()).writeBack.status).toBe('up');
+    await t.service.beforeApplicationShutdown();
+    expect(t.service.isShuttingDown).toBe(true);
+    const down = await health.isReady();
+    expect(down.writeBack.status).toBe('down');
+    expect(String(down.writeBack.reasons)).toContain('shutting down');
+    expect(health.isAlive().writeBack.status).toBe('up');
+  });
 });

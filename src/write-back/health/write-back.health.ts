@@ -1,6 +1,16 @@
 import { Logger, type OnModuleInit } from '@nestjs/common';
-import type { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import type { WriteBackService } from '../write-back.service.js';
+
+/**
+ * The shape of a terminus `HealthIndicatorResult`, declared here so the published typings do not need the
+ * optional peer `@nestjs/terminus`; terminus' `HealthCheckService.check()` accepts it as is.
+ */
+export type WriteBackHealthResult = Record<string, { status: 'up' | 'down'; [detail: string]: unknown }>;
+
+/** What this indicator uses of terminus' `HealthIndicatorService`. */
+interface HealthIndicatorSessions {
+  check(key: string): { up(data: Record<string, unknown>): object; down(data: Record<string, unknown>): object };
+}
 
 export interface WriteBackHealth {
   healthy: boolean;
@@ -17,7 +27,7 @@ export interface WriteBackHealth {
  */
 export class WriteBackHealthIndicator implements OnModuleInit {
   private readonly logger = new Logger('WriteBackHealthIndicator');
-  private indicators: HealthIndicatorService | undefined;
+  private indicators: HealthIndicatorSessions | undefined;
 
   constructor(private readonly service: WriteBackService) {}
 
@@ -31,13 +41,13 @@ export class WriteBackHealthIndicator implements OnModuleInit {
   }
 
   /** Readiness: `GET /health/ready`. */
-  async isReady(key = 'writeBack'): Promise<HealthIndicatorResult> {
+  async isReady(key = 'writeBack'): Promise<WriteBackHealthResult> {
     const health = await this.readiness();
     return this.result(key, health);
   }
 
   /** Liveness: `GET /health/live`. */
-  isAlive(key = 'writeBack'): HealthIndicatorResult {
+  isAlive(key = 'writeBack'): WriteBackHealthResult {
     return this.result(key, this.liveness());
   }
 
@@ -48,8 +58,7 @@ export class WriteBackHealthIndicator implements OnModuleInit {
     if (stats.flushLagMs > options.maxFlushLagMs) reasons.push(`flush lag ${stats.flushLagMs} ms > maxFlushLagMs ${options.maxFlushLagMs}`);
     if (stats.dirty > options.dirtyHighWatermark) reasons.push(`dirty ${stats.dirty} > dirtyHighWatermark ${options.dirtyHighWatermark}`);
     if (stats.circuit === 'open') reasons.push('circuit open: Postgres is failing');
-    const status = this.service.flushLoopStatus();
-    if (!status.running && options.autoFlush) reasons.push('shutting down');
+    if (this.service.isShuttingDown) reasons.push('shutting down');
     let deadLetters: number | null = null;
     try {
       deadLetters = await withTimeout(this.service.countDeadLetters(), 1000);
@@ -89,12 +98,12 @@ export class WriteBackHealthIndicator implements OnModuleInit {
     };
   }
 
-  private result(key: string, health: WriteBackHealth): HealthIndicatorResult {
+  private result(key: string, health: WriteBackHealth): WriteBackHealthResult {
     if (this.indicators !== undefined) {
       const session = this.indicators.check(key);
-      return health.healthy ? session.up(health.details) : session.down(health.details);
+      return (health.healthy ? session.up(health.details) : session.down(health.details)) as WriteBackHealthResult;
     }
-    return { [key]: { ...health.details, status: health.healthy ? 'up' : 'down' } } as HealthIndicatorResult;
+    return { [key]: { ...health.details, status: health.healthy ? 'up' : 'down' } };
   }
 }
 

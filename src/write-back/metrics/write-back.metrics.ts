@@ -1,4 +1,11 @@
-import type { Registry } from 'prom-client';
+/**
+ * What is exposed of the prom-client `Registry` holding this instance's metrics, declared here so the published
+ * typings do not need the optional peer; it is a real `Registry` (cast it to merge it into yours).
+ */
+export interface WriteBackMetricsRegistry {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
 import type { WriteBackService, WriteBackStats } from '../write-back.service.js';
 
 type CounterStat = 'writes' | 'reads' | 'hits' | 'misses' | 'loads' | 'coalesced' | 'flushes' | 'flushedEntries' | 'flushErrors' | 'retries' | 'deadLettered' | 'walSyncs';
@@ -33,7 +40,7 @@ const GAUGES: [string, string, (stats: WriteBackStats) => number][] = [
  * happen. Built only when the optional peer `prom-client` is installed.
  */
 export class WriteBackMetrics {
-  private constructor(readonly registry: Registry) {}
+  private constructor(readonly registry: WriteBackMetricsRegistry) {}
 
   /** Returns undefined when prom-client is not installed. */
   static async create(service: WriteBackService, instance: string): Promise<WriteBackMetrics | undefined> {
