@@ -157,7 +157,9 @@ export interface WriteBackModuleOptions {
    */
   maxValueBytes?: number;
   /**
-   * Postgres `statement_timeout` for the module's own connection, in ms; a flush that hangs longer is retried.
+   * Postgres `statement_timeout` for the module's own connection, in ms. A batch write also has a client-side
+   * deadline (this plus up to 5 s, for the answer to arrive): past it the connection is discarded and the batch
+   * retried on a new one, which also ends a write stuck on a silent network partition. 0 turns both off.
    * @default 30000
    */
   statementTimeoutMs?: number;

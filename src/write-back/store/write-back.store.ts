@@ -44,9 +44,15 @@ export class WriteBackStore {
   private readonly loadSql: string;
   private readonly deadLetters: Repository<WriteBackDeadLetterEntity>;
 
+  /**
+   * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
+   *   server, so it cannot end a statement the server never received (a silent network partition): past this
+   *   deadline the connection is destroyed, the batch fails as a transient error and is retried on a new one.
+   */
   constructor(
     readonly dataSource: DataSource,
     schema: string | undefined,
+    private readonly batchDeadlineMs = 0,
   ) {
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
@@ -99,7 +105,8 @@ export class WriteBackStore {
       poolSize: options.poolSize,
       extra: {
         statement_timeout: options.statementTimeoutMs || undefined,
-        connectionTimeoutMillis: 10_000,
+        // A connection attempt into a silent network gives up as soon as a batch would.
+        connectionTimeoutMillis: Math.min(10_000, batchDeadline(options.statementTimeoutMs) || 10_000),
         ...extra,
       },
     });
@@ -146,7 +153,38 @@ export class WriteBackStore {
 
   /** Writes one batch (upserts and tombstones) in one guarded statement. */
   async writeBatch(items: readonly FlushItem[]): Promise<void> {
-    await this.dataSource.query(this.writeSql, [batchDocument(items)]);
+    const document = batchDocument(items);
+    if (this.batchDeadlineMs === 0) {
+      await this.dataSource.query(this.writeSql, [document]);
+      return;
+    }
+    const runner = this.dataSource.createQueryRunner();
+    const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
+    let timer: NodeJS.Timeout | undefined;
+    let expired: Error | undefined;
+    try {
+      await Promise.race([
+        runner.query(this.writeSql, [document]),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            expired = Object.assign(
+              new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`),
+              { code: 'ETIMEDOUT' },
+            );
+            reject(expired);
+          }, this.batchDeadlineMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (expired !== undefined) {
+        // The pool must not hand this connection out again: close its socket and release it as broken.
+        client.connection?.stream?.destroy();
+        await (runner as unknown as { releasePostgresConnection(error: Error): Promise<void> }).releasePostgresConnection(expired);
+      } else {
+        await runner.release();
+      }
+    }
   }
 
   /** The stored JSON text and version of `key`, or undefined. */
@@ -196,6 +234,12 @@ export class WriteBackStore {
   async countDeadLetters(): Promise<number> {
     return this.deadLetters.count();
   }
+}
+
+/** The client-side deadline of a batch: the server's statement_timeout plus room for its answer to arrive. */
+export function batchDeadline(statementTimeoutMs: number): number {
+  if (statementTimeoutMs === 0) return 0;
+  return statementTimeoutMs + Math.min(5000, Math.max(1000, Math.round(statementTimeoutMs / 2)));
 }
 
 /** `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true}, ...]` with the value texts pasted in. */
