@@ -92,8 +92,8 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
     const listener: FlushListener = wal
       ? {
-          onCommitted(item: FlushItem, clean: boolean) {
-            cache.onCommitted(item, clean);
+          onCommitted(item: FlushItem, clean: boolean, superseded: boolean) {
+            cache.onCommitted(item, clean, superseded);
             wal.settle(item.key, item.version);
           },
           onDeadLettered(item: FlushItem, clean: boolean) {
@@ -240,8 +240,8 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
 
   /**
    * Writes a dead letter again, at its original version, and removes it from the table once Postgres has
-   * taken it (committed, or rejected again into a new dead letter). The version guard keeps a newer row, and a
-   * newer write held in memory supersedes the replay. If Postgres is unreachable the write stays queued, the
+   * taken it (committed, or rejected again into a new dead letter). It is `superseded` (and not written) when a
+   * newer write of the key is held in memory or already in Postgres, including a later delete (its tombstone). If Postgres is unreachable the write stays queued, the
    * dead letter stays in the table, and this rejects with `WriteBackWriteThroughError`.
    */
   async replayDeadLetter(id: string): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
@@ -256,7 +256,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       if (result.outcome === 'queued') {
         throw new WriteBackWriteThroughError(letter.key, errorCode(result.error), result.error, true);
       }
-      outcome = result.outcome === 'committed' ? 'committed' : 'dead-lettered';
+      outcome = result.outcome === 'deadLettered' ? 'dead-lettered' : result.outcome;
     }
     await this.store.deleteDeadLetter(id);
     this.logger.log(`Dead letter ${id} (key "${letter.key}") replayed: ${outcome}`);
@@ -327,7 +327,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
-      if (result.outcome !== 'committed') {
+      if (result.outcome === 'queued' || result.outcome === 'deadLettered') {
         throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
       }
     }

@@ -204,4 +204,40 @@ describe('WriteBackService semantics on Postgres', () => {
     await t.service.delete('wt', { writeThrough: true });
     expect((await tableRows(t.sql)).has('wt')).toBe(false);
   });
+
+  it('a committed delete keeps its version: an older write arriving later (another replica) cannot revive the key', async () => {
+    t = await startWriteBack();
+    const stale = await startWriteBack({ schema: t.schema, runMigrations: false });
+    try {
+      await t.service.set('gone', { v: 1 });
+      await t.service.flush();
+      // The stale replica takes its version now, before the delete; its flush arrives after the delete's.
+      await stale.service.set('gone', { v: 'stale' });
+      await t.service.delete('gone');
+      await t.service.flush();
+      const { rows } = await t.sql.query('SELECT key, version::text AS version FROM write_back_tombstones');
+      expect(rows.map((r) => r.key)).toEqual(['gone']);
+      await stale.service.flush();
+      expect((await tableRows(t.sql)).has('gone')).toBe(false);
+      // The stale replica learns it lost: its copy is dropped and the next read goes to Postgres.
+      expect(await stale.service.get('gone')).toBeUndefined();
+      // A newer write revives the key and clears the tombstone.
+      await t.service.set('gone', { v: 2 });
+      await t.service.flush();
+      expect((await tableRows(t.sql)).get('gone')?.value).toEqual({ v: 2 });
+      expect((await t.sql.query('SELECT count(*)::int AS n FROM write_back_tombstones')).rows[0].n).toBe(0);
+    } finally {
+      await stale.close();
+    }
+  });
+
+  it('a write the version guard skips is dropped from memory, so reads agree with the table', async () => {
+    t = await startWriteBack();
+    await t.service.set('newer', { from: 'cache' });
+    const future = (Date.now() + 3_600_000) * 1000;
+    await t.sql.query(`INSERT INTO write_back_entries VALUES ('newer', '{"from":"table"}', $1, now())`, [future]);
+    await t.service.flush();
+    expect(await t.service.get('newer')).toEqual({ from: 'table' });
+    expect(t.service.stats().loads).toBe(1);
+  });
 });

@@ -132,9 +132,10 @@ export class WriteBackCache implements FlushListener {
     if (loading !== undefined) loading.stale = true;
   }
 
-  onCommitted(item: FlushItem, clean: boolean): void {
+  onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
     if (clean) {
-      if (item.json !== null) this.clean.set(item.key, { json: item.json, version: item.version });
+      // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
+      if (item.json !== null && !superseded) this.clean.set(item.key, { json: item.json, version: item.version });
       else this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }

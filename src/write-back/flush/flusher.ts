@@ -6,7 +6,8 @@ import { classifyError, errorCode } from './error-classifier.js';
 
 /** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
 export interface FlushSink {
-  writeBatch(items: readonly FlushItem[]): Promise<void>;
+  /** Resolves with the keys the version guard skipped (Postgres holds a newer version), if it reports them. */
+  writeBatch(items: readonly FlushItem[]): Promise<readonly string[] | void>;
   insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void>;
 }
 
@@ -36,8 +37,11 @@ export interface FlusherOptions {
 
 /** Told about every entry that leaves the in-flight state for good. */
 export interface FlushListener {
-  /** `item` is in Postgres; `clean` says whether it was still the key's latest version. */
-  onCommitted(item: FlushItem, clean: boolean): void;
+  /**
+   * `item` is in Postgres; `clean` says whether it was still the key's latest version. `superseded`: the statement
+   * committed but the version guard skipped the row, as Postgres already held a newer version of the key.
+   */
+  onCommitted(item: FlushItem, clean: boolean, superseded: boolean): void;
   /** `item` went to the dead-letter table; `clean` as above. */
   onDeadLettered(item: FlushItem, clean: boolean): void;
 }
@@ -72,6 +76,7 @@ interface Waiter {
   remaining: Map<string, number>;
   committed: number;
   deadLettered: number;
+  superseded: number;
   cancelled: boolean;
 }
 
@@ -182,7 +187,7 @@ export class Flusher {
   async flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
     const started = this.now();
     const remaining = this.dirty.snapshotVersions();
-    const waiter: Waiter = { remaining, committed: 0, deadLettered: 0, cancelled: false };
+    const waiter: Waiter = { remaining, committed: 0, deadLettered: 0, superseded: 0, cancelled: false };
     const requested = remaining.size;
     if (requested > 0) {
       this.waiters.add(waiter);
@@ -207,7 +212,7 @@ export class Flusher {
    * Writes one key now, outside the round order (for `writeThrough`). Resolves with how it ended, or with
    * `queued` plus the error when Postgres did not take it (the entry then stays dirty for the flusher).
    */
-  async flushKey(key: string): Promise<{ outcome: Outcome | 'queued'; error?: unknown }> {
+  async flushKey(key: string): Promise<{ outcome: Outcome | 'superseded' | 'queued'; error?: unknown }> {
     for (;;) {
       const entry = this.dirty.get(key);
       if (entry === undefined) return { outcome: 'committed' };
@@ -215,7 +220,13 @@ export class Flusher {
       await Promise.allSettled([...this.active]);
     }
     const item = this.dirty.takeKey(key)!;
-    const waiter: Waiter = { remaining: new Map([[key, item.version]]), committed: 0, deadLettered: 0, cancelled: false };
+    const waiter: Waiter = {
+      remaining: new Map([[key, item.version]]),
+      committed: 0,
+      deadLettered: 0,
+      superseded: 0,
+      cancelled: false,
+    };
     this.waiters.add(waiter);
     let failure: unknown;
     try {
@@ -223,6 +234,7 @@ export class Flusher {
     } finally {
       this.waiters.delete(waiter);
     }
+    if (waiter.superseded > 0) return { outcome: 'superseded' };
     if (waiter.committed > 0) return { outcome: 'committed' };
     if (waiter.deadLettered > 0) return { outcome: 'deadLettered', error: failure };
     return { outcome: 'queued', error: failure };
@@ -331,8 +343,9 @@ export class Flusher {
   /** Writes `items` as one batch; never throws. `onFailure` sees the last error of a row that did not commit. */
   private async writeItems(items: FlushItem[], onFailure?: (error: unknown) => void): Promise<void> {
     const started = this.now();
+    let skipped: readonly string[] | void;
     try {
-      await this.sink.writeBatch(items);
+      skipped = await this.sink.writeBatch(items);
     } catch (error) {
       onFailure?.(error);
       return this.onBatchError(items, error, onFailure);
@@ -346,7 +359,10 @@ export class Flusher {
     this.lastFlushAt = new Date();
     if (this.breaker.recordSuccess()) this.logger.log('Postgres accepts writes again: circuit closed');
     this.lastCircuit = 'closed';
-    for (const item of items) this.settle(item, 'committed', this.dirty.complete(item));
+    const superseded = skipped && skipped.length > 0 ? new Set(skipped) : undefined;
+    for (const item of items) {
+      this.settle(item, 'committed', this.dirty.complete(item), superseded?.has(item.key) ?? false);
+    }
   }
 
   private async onBatchError(items: FlushItem[], error: unknown, onFailure?: (error: unknown) => void): Promise<void> {
@@ -414,11 +430,11 @@ export class Flusher {
       `Dead-lettered ${item.json === null ? 'delete' : 'upsert'} of key "${truncate(item.key)}" version ${item.version} ` +
         `after ${entry.attempts} attempts (${code}: ${errorMessage(error)})`,
     );
-    this.settle(item, 'deadLettered', this.dirty.complete(item));
+    this.settle(item, 'deadLettered', this.dirty.complete(item), false);
   }
 
-  private settle(item: FlushItem, outcome: Outcome, clean: boolean): void {
-    if (outcome === 'committed') this.listener.onCommitted(item, clean);
+  private settle(item: FlushItem, outcome: Outcome, clean: boolean, superseded: boolean): void {
+    if (outcome === 'committed') this.listener.onCommitted(item, clean, superseded);
     else this.listener.onDeadLettered(item, clean);
     if (this.waiters.size === 0) return;
     for (const waiter of this.waiters) {
@@ -427,6 +443,7 @@ export class Flusher {
       waiter.remaining.delete(item.key);
       if (outcome === 'committed') waiter.committed++;
       else waiter.deadLettered++;
+      if (superseded) waiter.superseded++;
     }
   }
 

@@ -56,28 +56,48 @@ export class WriteBackStore {
   ) {
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
+    const tombstonesTable = `${prefix}"write_back_tombstones"`;
     // One round trip and one bind parameter per batch: the rows travel as one JSON array into which each value's
     // JSON text (serialized once at set) is pasted as is, so Node does no per-row escaping; Postgres parses it.
-    // Upserts and deletes of distinct keys share the statement, both guarded by version, so the table never
-    // goes backwards and replays are idempotent. A batch never holds one key twice (that would be error 21000).
-    // The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null, not an SQL NULL.
+    // Every write is guarded by version so the table never goes backwards and replays are idempotent: an upsert
+    // applies only above the row's version and above the key's tombstone (the version of its last committed
+    // delete); a delete removes an older row and records its tombstone. A batch never holds one key twice (that
+    // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
+    // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
     this.writeSql = `
       WITH rows AS (
         SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean)
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
-        SELECT rows.k, rows.value, rows.n, now() FROM rows WHERE rows.d IS NOT TRUE
+        SELECT rows.k, rows.value, rows.n, now() FROM rows
+        WHERE rows.d IS NOT TRUE
+          AND NOT EXISTS (SELECT 1 FROM ${tombstonesTable} t WHERE t."key" = rows.k AND t."version" >= rows.n)
         ON CONFLICT ("key") DO UPDATE
           SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
-        RETURNING 1
+        RETURNING e."key"
       ), deleted AS (
         DELETE FROM ${this.entriesTable} AS e
         USING rows
         WHERE rows.d AND e."key" = rows.k AND e."version" < rows.n
         RETURNING 1
+      ), tombstoned AS (
+        INSERT INTO ${tombstonesTable} AS t ("key", "version", "deleted_at")
+        SELECT rows.k, rows.n, now() FROM rows
+        WHERE rows.d AND NOT EXISTS (SELECT 1 FROM ${this.entriesTable} e WHERE e."key" = rows.k AND e."version" > rows.n)
+        ON CONFLICT ("key") DO UPDATE SET "version" = excluded."version", "deleted_at" = excluded."deleted_at"
+          WHERE t."version" < excluded."version"
+        RETURNING t."key"
+      ), revived AS (
+        DELETE FROM ${tombstonesTable} AS t
+        USING upserted
+        WHERE t."key" = upserted."key"
+        RETURNING 1
       )
-      SELECT (SELECT count(*) FROM upserted)::int AS upserted, (SELECT count(*) FROM deleted)::int AS deleted`;
+      SELECT coalesce(array_agg(rows.k), '{}') AS skipped, (SELECT count(*) FROM deleted)::int AS deleted,
+             (SELECT count(*) FROM revived)::int AS revived
+      FROM rows
+      WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
     this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
     if (!dataSource.hasMetadata(WriteBackDeadLetterEntity)) {
       throw new WriteBackConfigError(
@@ -151,19 +171,19 @@ export class WriteBackStore {
     }
   }
 
-  /** Writes one batch (upserts and tombstones) in one guarded statement. */
-  async writeBatch(items: readonly FlushItem[]): Promise<void> {
+  /**
+   * Writes one batch (upserts and deletes) in one guarded statement. Returns the keys the version guard skipped
+   * because Postgres already holds a newer version (or a newer delete) of them.
+   */
+  async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
     const document = batchDocument(items);
-    if (this.batchDeadlineMs === 0) {
-      await this.dataSource.query(this.writeSql, [document]);
-      return;
-    }
+    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, [document]));
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let timer: NodeJS.Timeout | undefined;
     let expired: Error | undefined;
     try {
-      await Promise.race([
+      return skippedKeys(await Promise.race([
         runner.query(this.writeSql, [document]),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
@@ -174,7 +194,7 @@ export class WriteBackStore {
             reject(expired);
           }, this.batchDeadlineMs);
         }),
-      ]);
+      ]));
     } finally {
       clearTimeout(timer);
       if (expired !== undefined) {
@@ -234,6 +254,10 @@ export class WriteBackStore {
   async countDeadLetters(): Promise<number> {
     return this.deadLetters.count();
   }
+}
+
+function skippedKeys(rows: { skipped: string[] }[]): string[] {
+  return rows[0]?.skipped ?? [];
 }
 
 /** The client-side deadline of a batch: the server's statement_timeout plus room for its answer to arrive. */
