@@ -160,10 +160,6 @@ export class Flusher {
     return this.timerRunning;
   }
 
-  get inFlight(): number {
-    return this.dirty.inFlightCount;
-  }
-
   circuitState(): CircuitState {
     return this.breaker.state(this.now());
   }

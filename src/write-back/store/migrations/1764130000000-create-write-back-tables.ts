@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { schemaPrefix } from './schema-prefix.js';
 
 /** Creates `write_back_entries` and `write_back_dead_letters` (idempotent, so replicas may race at start). */
 export class CreateWriteBackTables1764130000000 implements MigrationInterface {
@@ -36,9 +37,4 @@ export class CreateWriteBackTables1764130000000 implements MigrationInterface {
     await queryRunner.query(`DROP TABLE IF EXISTS ${schema}"write_back_dead_letters"`);
     await queryRunner.query(`DROP TABLE IF EXISTS ${schema}"write_back_entries"`);
   }
-}
-
-function schemaPrefix(queryRunner: QueryRunner): string {
-  const schema = (queryRunner.connection.options as { schema?: string }).schema;
-  return schema ? `"${schema}".` : '';
 }

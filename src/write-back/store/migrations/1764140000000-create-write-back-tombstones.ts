@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { schemaPrefix } from './schema-prefix.js';
 
 /**
  * `write_back_tombstones`: the version of each committed delete, so an older write of the key that arrives later
@@ -20,9 +21,4 @@ export class CreateWriteBackTombstones1764140000000 implements MigrationInterfac
   async down(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`DROP TABLE IF EXISTS ${schemaPrefix(queryRunner)}"write_back_tombstones"`);
   }
-}
-
-function schemaPrefix(queryRunner: QueryRunner): string {
-  const schema = (queryRunner.connection.options as { schema?: string }).schema;
-  return schema ? `"${schema}".` : '';
 }
