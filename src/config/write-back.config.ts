@@ -1,22 +1,18 @@
 import { Logger } from '@nestjs/common';
-import { registerAs } from '@nestjs/config';
 import { EmbeddedPostgres } from '../embedded/embedded-postgres.js';
 import { EmbeddedPostgresModule } from '../embedded/embedded-postgres.module.js';
 import {
   resolveWriteBackOptions,
   WriteBackConfigError,
   writeBackEnvName,
-  writeBackOptionsFromEnv,
   type WriteBackModuleAsyncOptions,
   type WriteBackModuleOptions,
 } from '../write-back/index.js';
 
-/**
- * The write-back options read from the environment: each option as `WRITE_BACK_` + its name in
- * SCREAMING_SNAKE_CASE (`flushIntervalMs` -> `WRITE_BACK_FLUSH_INTERVAL_MS`), the connection from `DATABASE_URL`.
- * A malformed number or boolean fails start-up with an error naming the variable.
- */
-export const writeBackConfig = registerAs('writeBack', (): WriteBackModuleOptions => writeBackOptionsFromEnv(process.env));
+import { writeBackConfig } from '../write-back/config.js';
+
+// The library's own env config (the `nestjs-write-back/config` entry point), reused as any app would.
+export { writeBackConfig };
 
 /**
  * `WriteBackModule.forRootAsync()` options: `writeBackConfig.asProvider()`, extended so that without

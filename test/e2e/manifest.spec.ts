@@ -7,6 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const LIBRARY_SRC = path.join(ROOT, 'src/write-back');
+/**
+ * Files reached only through a subpath export (`nestjs-write-back/config`), never from the main entry: they may
+ * import an optional peer statically, since only apps that use that peer load them.
+ */
+const SUBPATH_ONLY = new Map([['config.ts', '@nestjs/config']]);
+const isSubpathOnly = (file: string) => SUBPATH_ONLY.has(path.relative(LIBRARY_SRC, file).replace(/\.js$/, '.ts'));
 
 /**
  * Compiles the sources as `npm run build` does, into a directory of this test beside a copy of package.json
@@ -129,7 +135,7 @@ describe('package manifest (package.json of the library)', () => {
   const peers = Object.keys(manifest.peerDependencies ?? {});
 
   describe('dependencies of src/write-back/', () => {
-    const sourceImports = packageImports(filesUnder(LIBRARY_SRC, ['.ts']));
+    const sourceImports = packageImports(filesUnder(LIBRARY_SRC, ['.ts']).filter((file) => !isSubpathOnly(file)));
 
     it('parses import forms the library uses (static, side effect, re-export, dynamic, type-only)', () => {
       const refs = importsOf(
@@ -180,15 +186,35 @@ describe('package manifest (package.json of the library)', () => {
       }
     });
 
-    it('optional peers are exactly the packages imported only dynamically or as types', () => {
-      const notNeededAtLoad = [...sourceImports].filter(([, kinds]) => !kinds.has('static')).map(([name]) => name).sort();
+    it('subpath-only files are not imported by the main entry, and their optional peer is declared', () => {
+      for (const file of filesUnder(LIBRARY_SRC, ['.ts']).filter((f) => !isSubpathOnly(f))) {
+        for (const ref of importsOf(readFileSync(file, 'utf8'), file)) {
+          if (!isRelative(ref.specifier)) continue;
+          const target = path.resolve(path.dirname(file), ref.specifier);
+          expect(isSubpathOnly(target), `${file} imports the subpath-only ${ref.specifier}`).toBe(false);
+        }
+      }
+      for (const [file, peer] of SUBPATH_ONLY) {
+        expect(packageImports([path.join(LIBRARY_SRC, file)]).get(peer), `${file} imports ${peer}`).toBeDefined();
+        expect(manifest.peerDependenciesMeta?.[peer]?.optional, `${peer} is an optional peer`).toBe(true);
+      }
+    });
+
+    it('optional peers are exactly the packages imported only dynamically or as types (or only by subpath entries)', () => {
+      const notNeededAtLoad = [...sourceImports]
+        .filter(([, kinds]) => !kinds.has('static'))
+        .map(([name]) => name)
+        .concat([...SUBPATH_ONLY.values()].filter((peer) => !sourceImports.get(peer)?.has('static')))
+        .sort();
       expect(optionalPeers).toEqual(notNeededAtLoad);
       expect(optionalPeers).toEqual(expect.arrayContaining(['@nestjs/terminus', 'prom-client']));
       for (const name of optionalPeers) expect(peers, `${name} is in peerDependenciesMeta but not a peer`).toContain(name);
     });
 
     it('the compiled library loads no optional peer statically (a Nest app without terminus or prom-client still starts)', () => {
-      const compiled = packageImports(filesUnder(path.join(stage, 'dist/write-back'), ['.js']));
+      const compiled = packageImports(
+        filesUnder(path.join(stage, 'dist/write-back'), ['.js']).filter((f) => !SUBPATH_ONLY.has(path.relative(path.join(stage, 'dist/write-back'), f).replace(/\.js$/, '.ts'))),
+      );
       for (const name of optionalPeers) expect(compiled.get(name) ?? new Set(), name).not.toContain('static');
       const staticOnes = [...compiled].filter(([, kinds]) => kinds.has('static')).map(([name]) => name);
       for (const name of staticOnes) expect([...dependencies, ...peers.filter((p) => !optionalPeers.includes(p))], name).toContain(name);

@@ -15,6 +15,7 @@ import {
   type WriteBackModuleOptions,
   type WriteBackOptionsFactory,
 } from '../../src/write-back/index.js';
+import { writeBackConfig } from '../../src/write-back/config.js';
 import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
 
 type Closable = { close(): Promise<void> };
@@ -63,6 +64,22 @@ describe('WriteBackModule wiring', () => {
     const app = await boot([ConfigModule.forRoot({ ignoreEnvFile: true }), WriteBackModule.forRootAsync(config.asProvider())]);
     open.push(app);
     await roundTrip(app.get(WriteBackService), schema);
+  });
+
+  it('forRootAsync(writeBackConfig.asProvider()) from nestjs-write-back/config reads WRITE_BACK_* and DATABASE_URL', async () => {
+    const schema = freshSchema();
+    const saved = { ...process.env };
+    Object.assign(process.env, { DATABASE_URL: databaseUrl(), WRITE_BACK_SCHEMA: schema, WRITE_BACK_AUTO_FLUSH: 'false', WRITE_BACK_BATCH_SIZE: '7' });
+    try {
+      const app = await boot([ConfigModule.forRoot({ ignoreEnvFile: true }), WriteBackModule.forRootAsync(writeBackConfig.asProvider())]);
+      open.push(app);
+      const service = app.get(WriteBackService);
+      expect(service.options).toMatchObject({ schema, autoFlush: false, batchSize: 7 });
+      await roundTrip(service, schema);
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+    }
   });
 
   it('forRootAsync with useClass and with useExisting', async () => {
