@@ -3,6 +3,7 @@ import type { DeadLetterFailure } from '../store/write-back.store.js';
 import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
 import { classifyError, errorCode } from './error-classifier.js';
+import { withTimeout } from '../with-timeout.js';
 
 /** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
 export interface FlushSink {
@@ -457,13 +458,4 @@ export class Flusher {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout<T>(work: Promise<T>, timeoutMs: number | undefined, onTimeout: () => Error): Promise<T> {
-  if (timeoutMs === undefined) return work;
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

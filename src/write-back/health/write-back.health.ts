@@ -1,5 +1,6 @@
 import { Logger, type OnModuleInit } from '@nestjs/common';
 import type { WriteBackService } from '../write-back.service.js';
+import { withTimeout } from '../with-timeout.js';
 
 /**
  * The shape of a terminus `HealthIndicatorResult`, declared here so the published typings do not need the
@@ -61,7 +62,7 @@ export class WriteBackHealthIndicator implements OnModuleInit {
     if (this.service.isShuttingDown) reasons.push('shutting down');
     let deadLetters: number | null = null;
     try {
-      deadLetters = await withTimeout(this.service.countDeadLetters(), 1000);
+      deadLetters = await withTimeout(this.service.countDeadLetters(), 1000, () => new Error('timed out after 1000 ms'));
     } catch (error) {
       this.logger.debug(`Could not count dead letters: ${(error as Error).message}`);
     }
@@ -105,14 +106,4 @@ export class WriteBackHealthIndicator implements OnModuleInit {
     }
     return { [key]: { ...health.details, status: health.healthy ? 'up' : 'down' } };
   }
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -2,6 +2,7 @@ import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { WriteBackConfigError } from '../write-back.errors.js';
+import { withTimeout } from '../with-timeout.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import { WriteBackDeadLetterEntity, type WriteBackOperation } from './write-back-dead-letter.entity.js';
@@ -180,23 +181,17 @@ export class WriteBackStore {
     if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, [document]));
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
-    let timer: NodeJS.Timeout | undefined;
     let expired: Error | undefined;
     try {
-      return skippedKeys(await Promise.race([
-        runner.query(this.writeSql, [document]),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            expired = Object.assign(
-              new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`),
-              { code: 'ETIMEDOUT' },
-            );
-            reject(expired);
-          }, this.batchDeadlineMs);
+      return skippedKeys(
+        await withTimeout(runner.query(this.writeSql, [document]), this.batchDeadlineMs, () => {
+          expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
+            code: 'ETIMEDOUT',
+          });
+          return expired;
         }),
-      ]));
+      );
     } finally {
-      clearTimeout(timer);
       if (expired !== undefined) {
         // The pool must not hand this connection out again: close its socket and release it as broken.
         client.connection?.stream?.destroy();
