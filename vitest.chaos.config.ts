@@ -1,4 +1,4 @@
-import swc from 'unplugin-swc';
+import { swcPlugin } from './vitest.swc.js';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -8,15 +8,7 @@ import { defineConfig } from 'vitest/config';
  * backpressure scenario can measure the heap after a full collection.
  */
 export default defineConfig({
-  plugins: [
-    swc.vite({
-      jsc: {
-        parser: { syntax: 'typescript', decorators: true },
-        transform: { legacyDecorator: true, decoratorMetadata: true },
-        target: 'es2023',
-      },
-    }),
-  ],
+  plugins: [swcPlugin()],
   test: {
     include: ['test/chaos/**/*.chaos.ts'],
     globalSetup: ['test/support/global-setup.ts'],

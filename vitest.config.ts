@@ -1,17 +1,8 @@
-import swc from 'unplugin-swc';
+import { swcPlugin } from './vitest.swc.js';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-  plugins: [
-    // Nest resolves constructor dependencies from decorator metadata, which esbuild does not emit.
-    swc.vite({
-      jsc: {
-        parser: { syntax: 'typescript', decorators: true },
-        transform: { legacyDecorator: true, decoratorMetadata: true },
-        target: 'es2023',
-      },
-    }),
-  ],
+  plugins: [swcPlugin()],
   test: {
     include: ['test/**/*.spec.ts'],
     globalSetup: ['test/support/global-setup.ts'],

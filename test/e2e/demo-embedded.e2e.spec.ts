@@ -5,22 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-
-/** The variables the demo reads; cleared before each boot so the outer environment cannot leak in. */
-const DEMO_ENV = /^(WRITE_BACK_|DATABASE_URL$|PORT$)/;
-
-/** Runs `work` with exactly `env` as the demo's variables (so no DATABASE_URL), then restores process.env. */
-async function withDemoEnv<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
-  const saved = { ...process.env };
-  for (const name of Object.keys(process.env)) if (DEMO_ENV.test(name)) delete process.env[name];
-  Object.assign(process.env, env);
-  try {
-    return await work();
-  } finally {
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
-    Object.assign(process.env, saved);
-  }
-}
+import { withDemoEnv } from '../support/demo-env.js';
 
 /** Boots the demo without DATABASE_URL (embedded PGlite on `dataDir`) on a free port. */
 async function startEmbedded(dataDir: string): Promise<{ app: NestExpressApplication; base: string }> {

@@ -4,25 +4,9 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
 import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { demoEnvOf, withDemoEnv } from '../support/demo-env.js';
 
-/** The variables the demo reads; cleared before each boot so the outer environment cannot leak in. */
-const DEMO_ENV = /^(WRITE_BACK_|DATABASE_URL$|PORT$)/;
-
-const demoEnvOf = (env: NodeJS.ProcessEnv) => Object.entries(env).filter(([name]) => DEMO_ENV.test(name));
 const demoEnvAtStart = demoEnvOf(process.env);
-
-/** Runs `work` with exactly `env` as the demo's variables, then restores process.env as it was. */
-async function withDemoEnv<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
-  const saved = { ...process.env };
-  for (const name of Object.keys(process.env)) if (DEMO_ENV.test(name)) delete process.env[name];
-  Object.assign(process.env, env);
-  try {
-    return await work();
-  } finally {
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
-    Object.assign(process.env, saved);
-  }
-}
 
 interface Demo {
   app: NestExpressApplication;

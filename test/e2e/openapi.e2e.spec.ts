@@ -3,21 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
 import { databaseUrl, freshSchema } from '../support/e2e.js';
-
-/** The variables the demo reads; only the ones given are set while it boots. */
-const DEMO_ENV = /^(WRITE_BACK_|DATABASE_URL$|PORT$)/;
-
-async function withDemoEnv<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
-  const saved = { ...process.env };
-  for (const name of Object.keys(process.env)) if (DEMO_ENV.test(name)) delete process.env[name];
-  Object.assign(process.env, env);
-  try {
-    return await work();
-  } finally {
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
-    Object.assign(process.env, saved);
-  }
-}
+import { withDemoEnv } from '../support/demo-env.js';
 
 /**
  * The documented answers of each route. Every route the app serves must be here and in the document, with
