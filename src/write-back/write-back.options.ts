@@ -116,8 +116,10 @@ export interface WriteBackModuleOptions {
    */
   walSyncIntervalMs?: number;
   /**
-   * Size at which the WAL starts a new segment file; a segment is deleted once all its records are flushed.
-   * @default 67108864 (64 MiB)
+   * Size of a WAL segment file: each is zero-filled to this size when created (the next one ahead of time, in
+   * the background), and a new one is started once the active one is full. A segment is deleted once all its
+   * records are flushed.
+   * @default 16777216 (16 MiB)
    */
   walSegmentBytes?: number;
   /**
@@ -197,7 +199,7 @@ export const WRITE_BACK_DEFAULTS = {
   durability: 'none',
   walDir: './.write-back-wal',
   walSyncIntervalMs: 100,
-  walSegmentBytes: 64 * 1024 * 1024,
+  walSegmentBytes: 16 * 1024 * 1024,
   walCorruption: 'fail',
   shutdownTimeoutMs: 10_000,
   maxFlushLagMs: 30_000,

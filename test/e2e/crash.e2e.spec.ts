@@ -1,7 +1,8 @@
-import { mkdtemp, readdir, appendFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scanSegment } from '../../src/write-back/wal/wal-reader.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
 import { connectSql, databaseUrl, freshSchema } from '../support/e2e.js';
 
@@ -113,8 +114,13 @@ describe('crash: SIGKILL under load, then restart', () => {
     const load = await writeUntilKilled(await startDemo(env), 1500);
     const segments = (await readdir(walDir)).filter((f) => f.endsWith('.log')).sort();
     expect(segments.length).toBeGreaterThan(0);
-    // A record cut short by the crash: a plausible length prefix and half a payload.
-    await appendFile(path.join(walDir, segments[segments.length - 1]), Buffer.from([0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]));
+    // A record cut short by the crash, right after the last record (segments are zero-filled ahead): a plausible
+    // length prefix and half a payload.
+    const newest = path.join(walDir, segments[segments.length - 1]);
+    const dataEnd = scanSegment(await readFile(newest), { file: newest, last: true, corruption: 'fail' }).keepBytes;
+    const handle = await open(newest, 'r+');
+    await handle.write(Buffer.from([0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), 0, 11, dataEnd);
+    await handle.close();
     const lost = await restartAndCountLost(env, schema, load);
     console.log(`[crash wal-sync, torn tail] acknowledged ${load.acknowledged}, lost ${lost}`);
     expect(lost).toBe(0);

@@ -1,7 +1,13 @@
-import { mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
 const SEGMENT_NAME = /^wal-(\d{12})\.log$/;
+
+/**
+ * The next segment while it is being zero-filled. Not a segment name, so replay never reads it; a leftover one (a
+ * crash while preparing) is removed at open.
+ */
+export const PREPARED_SEGMENT_FILE = 'wal-next.tmp';
 
 /** `wal-000000000042.log`: zero-padded so names sort like ids. */
 export function segmentFileName(id: number): string {
@@ -40,5 +46,36 @@ export async function ensureDirectory(dir: string): Promise<void> {
   for (let current = path.resolve(dir); ; current = path.dirname(current)) {
     await syncDirectory(path.dirname(current));
     if (current === top || current === path.dirname(current)) break;
+  }
+}
+
+const ZERO_CHUNK_BYTES = 1024 * 1024;
+let zeroChunk: Buffer | undefined;
+
+/**
+ * Creates (or truncates) `file`, writes `bytes` zero bytes into it and fsyncs it; returns the open handle.
+ *
+ * Why: an fdatasync after a write that grows a file must also commit the new size and block allocation through the
+ * file system's journal, which Postgres's own commits keep busy when both share a disk. Overwriting blocks that
+ * already exist syncs the data alone. Measured here with Postgres ingesting ~95k rows/s on the same disk: 256
+ * writers' group commit went from ~150-200k to ~300-460k acks/s. Postgres zero-fills its WAL segments for the
+ * same reason.
+ */
+export async function createZeroFilledFile(file: string, bytes: number): Promise<FileHandle> {
+  const handle = await open(file, 'w');
+  try {
+    zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+    for (let position = 0; position < bytes; ) {
+      const length = Math.min(zeroChunk.length, bytes - position);
+      const { bytesWritten } = await handle.write(zeroChunk, 0, length, position);
+      if (bytesWritten <= 0) throw new Error('the write made no progress');
+      position += bytesWritten;
+    }
+    await handle.sync();
+    return handle;
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await rm(file, { force: true }).catch(() => undefined);
+    throw error;
   }
 }

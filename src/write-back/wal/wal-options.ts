@@ -22,9 +22,10 @@ export interface WalOptions {
   /** With `wal-async`, ms between fdatasyncs. Not used with `wal-sync`. */
   syncIntervalMs: number;
   /**
-   * A new segment file is started once the active one holds this many bytes. Segments are deleted whole, once
-   * every record in them has been flushed.
-   * @default 67108864 (64 MiB)
+   * Segment files are zero-filled to this size when created (the next one in the background, once the active one
+   * is half full), and a new one is started once the active one holds this many bytes. Segments are deleted whole,
+   * once every record in them has been flushed.
+   * @default 16777216 (16 MiB)
    */
   segmentBytes?: number;
   /**
@@ -46,7 +47,7 @@ export interface ResolvedWalOptions {
   readonly logger: WalLogger;
 }
 
-export const WAL_DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+export const WAL_DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
 
 const consoleLogger: WalLogger = {
   log: () => undefined,

@@ -25,7 +25,9 @@ export interface ScanOptions {
 }
 
 /**
- * Decodes a segment's records. A bad record in the newest segment is a torn tail when nothing readable follows
+ * Decodes a segment's records. Segment files are zero-filled when created, so the records are followed by zeros:
+ * a zero length where a record would start, with nothing but zeros after it, is the end of the data.
+ * A bad record in the newest segment is a torn tail when nothing readable follows
  * it, or when a zero-filled sector lies between it and the next readable record (a crash persisted a later page of
  * an unsynced write before an earlier one); everything from it on was never acknowledged by an fsync, so it is
  * dropped. Any other bad record is corruption: `WalCorruptionError`, or with `corruption: 'skip'` the damaged
@@ -43,6 +45,7 @@ export function scanSegment(buf: Buffer, options: ScanOptions): SegmentScan {
       offset = result.end;
       continue;
     }
+    if (isZeroFrom(buf, offset)) return { records, keepBytes: offset, skipped };
     const next = findNextRecord(buf, offset + 1, end);
     if (options.last && (next < 0 || hasZeroSector(buf, offset, next))) {
       return {
@@ -63,6 +66,8 @@ export function scanSegment(buf: Buffer, options: ScanOptions): SegmentScan {
 /** The first offset at or after `from` where a whole, valid record starts, or -1. */
 function findNextRecord(buf: Buffer, from: number, end: number): number {
   for (let offset = from; offset + RECORD_HEADER_BYTES <= end; offset++) {
+    // A zero length is never a record: passes over a preallocated tail without decoding at every byte.
+    if ((buf[offset]! | buf[offset + 1]! | buf[offset + 2]! | buf[offset + 3]!) === 0) continue;
     if (readRecord(buf, offset, end).ok) return offset;
   }
   return -1;
@@ -80,6 +85,17 @@ function countRecords(buf: Buffer, from: number, end: number): number {
     }
   }
   return count;
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Whether every byte of `buf` from `from` on is zero. */
+function isZeroFrom(buf: Buffer, from: number): boolean {
+  for (let offset = from; offset < buf.length; offset += ZEROS.length) {
+    const length = Math.min(ZEROS.length, buf.length - offset);
+    if (!buf.subarray(offset, offset + length).equals(ZEROS.subarray(0, length))) return false;
+  }
+  return true;
 }
 
 /** Whether [from, to) contains a sector-aligned run of SECTOR_BYTES zero bytes. */

@@ -1,8 +1,16 @@
-import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
+import { link, open, readFile, rm, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { errorMessage, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
 import { encodeRecord, invalidRecordReason, maxEncodedBytes, type WalRecord } from './wal-codec.js';
-import { ensureDirectory, listSegmentIds, segmentFileName, syncDirectory } from './wal-files.js';
+import {
+  createZeroFilledFile,
+  ensureDirectory,
+  listSegmentIds,
+  PREPARED_SEGMENT_FILE,
+  segmentFileName,
+  syncDirectory,
+} from './wal-files.js';
 import { lockDirectory } from './dir-lock.js';
 
 /** The lock file inside walDir; not a segment, so replay ignores it. */
@@ -14,7 +22,10 @@ import { WalIoError } from './wal.errors.js';
 
 /** Counters of `WriteAheadLog.stats()`. */
 export interface WalStats {
-  /** Bytes in the segment files on disk. */
+  /**
+   * Bytes of records in the segment files. Each file is zero-filled to `segmentBytes` when it is created, so the
+   * disk holds about `segments x segmentBytes` (plus the next segment, prepared ahead).
+   */
   bytes: number;
   /** fdatasync calls since open. */
   syncs: number;
@@ -44,6 +55,9 @@ interface Group {
   reject?: (error: Error) => void;
 }
 
+/** A zero-filled file waiting to become the next segment, or why it could not be made. */
+type PreparedFile = { readonly file: string; readonly handle: FileHandle } | { readonly error: unknown };
+
 interface OpenFile {
   readonly segment: WalSegment;
   readonly handle: FileHandle;
@@ -58,6 +72,14 @@ const INITIAL_CHUNK_BYTES = 64 * 1024;
  */
 const ASYNC_BUFFER_LIMIT = 4 * 1024 * 1024;
 const MAX_SPARE_BYTES = 4 * 1024 * 1024;
+/**
+ * A group of up to this many bytes is written with `writeSync` on the event-loop thread: copying it into the page
+ * cache takes ~0.1 ms for 64 KiB here, while an asynchronous write costs a thread-pool round trip whose completion
+ * waits for the event loop, which the flusher can keep busy for milliseconds. (wal-sync with 256 writers and the
+ * flusher running: ~50k -> ~60-65k acks/s.) Bigger groups go through the thread pool. The fdatasync is always
+ * asynchronous.
+ */
+const INLINE_WRITE_BYTES = 1024 * 1024;
 
 /** Yields to the event loop's check phase, so timers and I/O callbacks run between groups (`await null` would not). */
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -104,6 +126,8 @@ export class WriteAheadLog {
   /** Unlinks run one after another, so files disappear in the order retention asked for. */
   private deletions: Promise<void> = RESOLVED;
   private readonly spareBuffers: Buffer[] = [];
+  /** The next segment's file, zero-filled ahead of time under a temporary name (see `prepareSegmentFile`). */
+  private prepared: Promise<PreparedFile> | undefined;
 
   private constructor(
     private readonly options: ResolvedWalOptions,
@@ -132,6 +156,8 @@ export class WriteAheadLog {
       'Give each process its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
     );
     try {
+      // Left by a crash while the next segment was being prepared: possibly short, never holding records.
+      await rm(path.join(resolved.dir, PREPARED_SEGMENT_FILE), { force: true });
       const ids = await listSegmentIds(resolved.dir);
       const wal = new WriteAheadLog(resolved, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
       const recovered = await wal.replay(ids);
@@ -232,6 +258,7 @@ export class WriteAheadLog {
       if (file !== undefined && this.unsynced && this.failure === undefined) await this.sync(file);
     } finally {
       await file?.handle.close();
+      await this.discardPreparedFile();
       await this.deletions;
       await this.unlock();
     }
@@ -327,6 +354,7 @@ export class WriteAheadLog {
         this.pending = undefined;
         this.inFlight = group;
         if (group !== undefined) await this.write(group);
+        this.prepareNextSegmentEarly();
         if ((sync && group !== undefined) || this.syncDue) {
           this.syncDue = false;
           if (this.unsynced) await this.sync(this.file!);
@@ -349,7 +377,11 @@ export class WriteAheadLog {
       let offset = 0;
       try {
         while (offset < chunk.length) {
-          const { bytesWritten } = await file.handle.write(chunk.buf, offset, chunk.length - offset, file.position);
+          const length = chunk.length - offset;
+          const bytesWritten =
+            length <= INLINE_WRITE_BYTES
+              ? writeSync(file.handle.fd, chunk.buf, offset, length, file.position)
+              : (await file.handle.write(chunk.buf, offset, length, file.position)).bytesWritten;
           if (bytesWritten <= 0) throw new Error('the write made no progress');
           offset += bytesWritten;
           file.position += bytesWritten;
@@ -393,16 +425,50 @@ export class WriteAheadLog {
     this.file = await this.openSegmentFile(segment);
   }
 
+  /**
+   * Gives `segment` its file: the zero-filled one prepared ahead (or one prepared now), moved to the segment's name.
+   * Records then overwrite zeros instead of growing the file, so each fdatasync writes data blocks only (see
+   * `createZeroFilledFile`); replay reads the zeros after the last record as the end of the segment.
+   */
   private async openSegmentFile(segment: WalSegment): Promise<OpenFile> {
-    let handle: FileHandle;
+    const prepared = await (this.prepared ?? this.prepareSegmentFile());
+    this.prepared = undefined;
+    if ('error' in prepared) throw new WalIoError(segment.file, 'creation', prepared.error);
     try {
-      // 'wx': a segment file is never reused, so an existing one means two logs share the directory.
-      handle = await open(segment.file, 'wx');
+      // link, not rename: it fails if the segment exists (a segment file is never reused: an existing one means
+      // two logs share the directory).
+      await link(prepared.file, segment.file);
+      await unlink(prepared.file);
       await syncDirectory(this.options.dir);
     } catch (error) {
+      await prepared.handle.close().catch(() => undefined);
       throw new WalIoError(segment.file, 'creation', error);
     }
-    return { segment, handle, position: 0 };
+    return { segment, handle: prepared.handle, position: 0 };
+  }
+
+  /** Starts zero-filling the next segment's file once the active one is half full, so rotation does not wait. */
+  private prepareNextSegmentEarly(): void {
+    if (this.prepared === undefined && this.file !== undefined && this.file.position >= this.options.segmentBytes / 2) {
+      this.prepared = this.prepareSegmentFile();
+    }
+  }
+
+  private prepareSegmentFile(): Promise<PreparedFile> {
+    const file = path.join(this.options.dir, PREPARED_SEGMENT_FILE);
+    return createZeroFilledFile(file, this.options.segmentBytes).then(
+      (handle) => ({ file, handle }),
+      (error: unknown) => ({ error }),
+    );
+  }
+
+  /** At close: a prepared file is not a segment yet; removing it leaves nothing for the next start to clean. */
+  private async discardPreparedFile(): Promise<void> {
+    const prepared = await this.prepared;
+    this.prepared = undefined;
+    if (prepared === undefined || 'error' in prepared) return;
+    await prepared.handle.close().catch(() => undefined);
+    await rm(prepared.file, { force: true }).catch(() => undefined);
   }
 
   private scheduleSync(): void {

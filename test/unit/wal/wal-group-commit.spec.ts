@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WalIoError, WriteAheadLog } from '../../../src/write-back/wal/index.js';
@@ -18,7 +20,7 @@ async function fileHandlePrototype(dir: string): Promise<FileHandle> {
   return Object.getPrototypeOf(handle) as FileHandle;
 }
 
-/** Wraps (does not replace) FileHandle write and datasync, recording when they finish. */
+/** Wraps (does not replace) the log's writes (FileHandle.write, fs.writeSync) and datasync, recording when they finish. */
 async function recordIo(dir: string, events: Event[], onSyncStart?: () => void): Promise<void> {
   const proto = await fileHandlePrototype(dir);
   const write = proto.write;
@@ -30,6 +32,16 @@ async function recordIo(dir: string, events: Event[], onSyncStart?: () => void):
     events.push({ type: 'write-done', data });
     return result as never;
   });
+  // Groups up to 1 MiB are written with fs.writeSync; ESM named imports of node:fs see the spy after
+  // syncBuiltinESMExports().
+  const writeSync = fs.writeSync;
+  vi.spyOn(fs, 'writeSync').mockImplementation(function (this: unknown, ...args: unknown[]) {
+    const result = (writeSync as (...a: unknown[]) => number).apply(this, args);
+    const [, buffer, offset, length] = args as [number, unknown, number, number];
+    if (Buffer.isBuffer(buffer)) events.push({ type: 'write-done', data: buffer.toString('latin1', offset, offset + length) });
+    return result;
+  });
+  syncBuiltinESMExports();
   vi.spyOn(proto, 'datasync').mockImplementation(async function (this: FileHandle) {
     events.push({ type: 'sync-start' });
     onSyncStart?.();
@@ -54,6 +66,7 @@ function expectEveryAckCovered(events: Event[], keys: string[]): void {
 
 afterEach(() => {
   vi.restoreAllMocks();
+  syncBuiltinESMExports();
 });
 
 describe('WriteAheadLog group commit (wal-sync)', () => {
@@ -91,6 +104,8 @@ describe('WriteAheadLog group commit (wal-sync)', () => {
     });
     ({ wal } = await WriteAheadLog.open(syncOptions(dir)));
     const syncsAtOpen = events.filter((event) => event.type === 'sync-start').length;
+    // Opening zero-fills the first segment; only the appends' writes count below.
+    const writesAtOpen = events.filter((event) => event.type === 'write-done').length;
 
     const firstKeys = Array.from({ length: 100 }, (_, i) => `early-${String(i).padStart(3, '0')}`);
     await Promise.all(
@@ -100,7 +115,7 @@ describe('WriteAheadLog group commit (wal-sync)', () => {
     const lateKeys = Array.from({ length: 50 }, (_, i) => `late-${String(i).padStart(3, '0')}`);
 
     expectEveryAckCovered(events, [...firstKeys, ...lateKeys]);
-    const writes = events.filter((event) => event.type === 'write-done');
+    const writes = events.filter((event) => event.type === 'write-done').slice(writesAtOpen);
     // Each group goes out as one write: the first 100 together, the 50 late ones together.
     expect(writes).toHaveLength(2);
     expect(writes[0]!.type === 'write-done' && writes[0]!.data.includes('late-')).toBe(false);
@@ -164,6 +179,23 @@ describe('WriteAheadLog group commit (wal-sync)', () => {
     const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir));
     expect(recovered).toEqual([rec('last', 1)]);
     await reopened.close();
+  });
+
+  it('fails the waiting appends with WalIoError when the write fails (ENOSPC mocked)', async () => {
+    const dir = await tempDir();
+    const logger = captureLogger();
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { logger }));
+    vi.spyOn(fs, 'writeSync').mockImplementationOnce(() => {
+      throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    });
+    syncBuiltinESMExports();
+    const results = await Promise.allSettled([wal.append(rec('a', 1)), wal.append(rec('b', 2))]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(WalIoError);
+    expect((results[0] as PromiseRejectedResult).reason.message).toMatch(/write of .*wal-000000000001\.log failed: ENOSPC/);
+    await expect(wal.append(rec('c', 3))).rejects.toThrow(WalIoError);
+    expect(wal.stats().syncs).toBe(0);
+    await wal.close();
   });
 
   it('fails every waiting and later append once an fdatasync fails (fdatasync mocked to fail)', async () => {

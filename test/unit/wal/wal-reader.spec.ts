@@ -46,13 +46,36 @@ describe('scanSegment', () => {
 
   it.each([
     ['0xff bytes', Buffer.alloc(40, 0xff)],
-    ['zeros', Buffer.alloc(3000)],
     ['text', Buffer.from('this is not a record, just some trailing garbage bytes')],
+    ['text after zeros', Buffer.concat([Buffer.alloc(100), Buffer.from('garbage')])],
   ])('treats trailing garbage (%s) as a torn tail', (_name, garbage) => {
     const scan = scanSegment(Buffer.concat([segment, garbage]), { file, last: true, corruption: 'fail' });
     expect(scan.records).toEqual(records);
     expect(scan.keepBytes).toBe(segment.length);
     expect(scan.tornTail?.offset).toBe(segment.length);
+  });
+
+  it.each([true, false])('reads the zeros of a preallocated file after the records as the end of the data (newest: %s)', (last) => {
+    const preallocated = Buffer.concat([segment, Buffer.alloc(200_000)]);
+    const scan = scanSegment(preallocated, { file, last, corruption: 'fail' });
+    expect(scan.records).toEqual(records);
+    expect(scan.keepBytes).toBe(segment.length);
+    expect(scan.tornTail).toBeUndefined();
+    expect(scan.skipped).toEqual([]);
+    const empty = scanSegment(Buffer.alloc(4096), { file, last, corruption: 'fail' });
+    expect(empty).toEqual({ records: [], keepBytes: 0, skipped: [] });
+  });
+
+  it('treats a record cut short inside a preallocated file (the rest still zeros) as a torn tail', () => {
+    const cut = Buffer.concat([segment.subarray(0, offsetOf(5) + 20), Buffer.alloc(1_000_000)]);
+    const scan = scanSegment(cut, { file, last: true, corruption: 'fail' });
+    expect(scan.records).toEqual(records.slice(0, 5));
+    expect(scan.tornTail).toMatchObject({ offset: offsetOf(5), reason: 'checksum mismatch', droppedRecords: 0 });
+  });
+
+  it('fails on bytes after the zero tail of an older segment', () => {
+    const damaged = Buffer.concat([segment, Buffer.alloc(600), Buffer.from('garbage')]);
+    expect(() => scanSegment(damaged, { file, last: false, corruption: 'fail' })).toThrow(WalCorruptionError);
   });
 
   it('treats a zero-filled sector before later records as a torn write and drops what follows', () => {

@@ -1,4 +1,4 @@
-import { appendFile, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WalCorruptionError, WriteAheadLog, type WalRecord } from '../../../src/write-back/wal/index.js';
@@ -16,6 +16,16 @@ async function writeLog(dir: string, records: WalRecord[]): Promise<string> {
   const files = await segmentFiles(dir);
   expect(files).toHaveLength(1);
   return join(dir, files[0]!);
+}
+
+/** Overwrites bytes of `file` at `position`. */
+async function writeAt(file: string, position: number, data: Buffer): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.write(data, 0, data.length, position);
+  } finally {
+    await handle.close();
+  }
 }
 
 const offsetOf = (records: WalRecord[], i: number): number =>
@@ -66,11 +76,27 @@ describe('WriteAheadLog recovery', () => {
     await reopened.wal.close();
   });
 
-  it('drops garbage appended after the last record', async () => {
+  it('truncates a record whose write was cut short inside the zero-filled file', async () => {
     const dir = await tempDir();
     const file = await writeLog(dir, five);
-    const size = (await stat(file)).size;
-    await appendFile(file, Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09]));
+    const lastStart = offsetOf(five, 4);
+    // The crash persisted the first 10 bytes of the last record; the rest of its bytes are still zeros.
+    await writeAt(file, lastStart + 10, Buffer.alloc(offsetOf(five, 5) - lastStart - 10));
+
+    const logger = captureLogger();
+    const { wal, recovered } = await WriteAheadLog.open(syncOptions(dir, { logger }));
+    expect(recovered).toEqual(five.slice(0, 4));
+    expect(logger.warnings).toHaveLength(1);
+    expect(logger.warnings[0]).toContain(`byte ${lastStart}`);
+    expect((await stat(file)).size).toBe(lastStart);
+    await wal.close();
+  });
+
+  it('drops garbage written after the last record', async () => {
+    const dir = await tempDir();
+    const file = await writeLog(dir, five);
+    const size = offsetOf(five, 5);
+    await writeAt(file, size, Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09]));
 
     const logger = captureLogger();
     const { wal, recovered } = await WriteAheadLog.open(syncOptions(dir, { logger }));
@@ -84,7 +110,7 @@ describe('WriteAheadLog recovery', () => {
     const dir = await tempDir();
     const file = await writeLog(dir, five);
     const bytes = await readFile(file);
-    bytes[bytes.length - 1]! ^= 0x20;
+    bytes[offsetOf(five, 5) - 1]! ^= 0x20;
     await writeFile(file, bytes);
 
     const logger = captureLogger();
@@ -132,7 +158,7 @@ describe('WriteAheadLog recovery', () => {
     const { wal } = await WriteAheadLog.open(syncOptions(dir));
     await wal.append(rec('f', 6));
     await wal.close();
-    await truncate(file, (await stat(file)).size - 3);
+    await truncate(file, offsetOf(five, 5) - 3);
 
     await expect(WriteAheadLog.open(syncOptions(dir))).rejects.toThrow(WalCorruptionError);
   });

@@ -1,8 +1,10 @@
-import { stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
 import { encodeRecordToBuffer } from '../../../src/write-back/wal/wal-codec.js';
+import { scanSegment } from '../../../src/write-back/wal/wal-reader.js';
 import { WalRetention, WalSegment } from '../../../src/write-back/wal/wal-retention.js';
 import { rec, segmentFiles, syncOptions, tempDir, waitFor } from './wal-test-helpers.js';
 
@@ -121,10 +123,55 @@ describe('WriteAheadLog segments', () => {
     for (let i = 0; i < 10; i++) await wal.append(rec(`k${i}`, 100 + i));
     const files = await segmentFiles(dir);
     expect(files).toEqual([name(1), name(2), name(3), name(4)]);
+    // Every file is zero-filled to segmentBytes when created; the records fill it from the start.
     const sizes = await Promise.all(files.map(async (file) => (await stat(join(dir, file))).size));
-    expect(sizes).toEqual([3 * recordBytes, 3 * recordBytes, 3 * recordBytes, recordBytes]);
+    expect(sizes).toEqual([3 * recordBytes, 3 * recordBytes, 3 * recordBytes, 3 * recordBytes]);
+    const scans = await Promise.all(
+      files.map(async (file, i) => scanSegment(await readFile(join(dir, file)), { file, last: i === 3, corruption: 'fail' })),
+    );
+    expect(scans.map((scan) => scan.records.length)).toEqual([3, 3, 3, 1]);
+    expect(scans.map((scan) => scan.keepBytes)).toEqual([3 * recordBytes, 3 * recordBytes, 3 * recordBytes, recordBytes]);
     expect(wal.stats()).toMatchObject({ segments: 4, bytes: 10 * recordBytes, pendingRecords: 10 });
     await wal.close();
+  });
+
+  it('zero-fills the next segment ahead, once the active one is half full, and starts it from that file', async () => {
+    const dir = await tempDir();
+    const recordBytes = encodeRecordToBuffer(rec('k0', 100)).length;
+    const segmentBytes = 4 * recordBytes;
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes }));
+    const prepared = join(dir, 'wal-next.tmp');
+    await wal.append(rec('k0', 100));
+    expect(existsSync(prepared)).toBe(false);
+    await wal.append(rec('k1', 101));
+    // Half full: the next file is being prepared in the background.
+    await waitFor(async () => existsSync(prepared) && (await stat(prepared)).size === segmentBytes);
+    expect((await readFile(prepared)).every((byte) => byte === 0)).toBe(true);
+    const inode = (await stat(prepared)).ino;
+    for (let i = 2; i < 6; i++) await wal.append(rec(`k${i}`, 100 + i));
+    expect(await segmentFiles(dir)).toEqual([name(1), name(2)]);
+    expect((await stat(join(dir, name(2)))).ino).toBe(inode);
+    // Segment 2 is half full in turn: the one after it is being prepared.
+    await waitFor(() => existsSync(prepared));
+    await wal.close();
+    // Closing removes a prepared file that is not a segment yet.
+    expect(await readdir(dir)).not.toContain('wal-next.tmp');
+    const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes }));
+    expect(recovered.map((record) => record.key)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
+    await reopened.close();
+  });
+
+  it('removes a prepared file left by a crash and never replays it', async () => {
+    const dir = await tempDir();
+    const { wal } = await WriteAheadLog.open(syncOptions(dir));
+    await wal.append(rec('a', 1));
+    await wal.close();
+    // A half-prepared next segment holding bytes that look like a record.
+    await writeFile(join(dir, 'wal-next.tmp'), encodeRecordToBuffer(rec('ghost', 99)));
+    const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir));
+    expect(recovered).toEqual([rec('a', 1)]);
+    expect(await readdir(dir)).not.toContain('wal-next.tmp');
+    await reopened.close();
   });
 
   it('rotates in the middle of a group of concurrent appends and loses none', async () => {

@@ -41,8 +41,9 @@ export function rec(key: string, version: number, json: string | null = `{"v":${
   return { key, json, version, rank };
 }
 
+/** The segment files in `dir` (not the lock, nor the next segment being prepared), sorted. */
 export async function segmentFiles(dir: string): Promise<string[]> {
-  return (await readdir(dir)).filter((name) => name.startsWith('wal-')).sort();
+  return (await readdir(dir)).filter((name) => /^wal-\d{12}\.log$/.test(name)).sort();
 }
 
 /** Polls `check` until it returns true, failing after `timeoutMs`. */
