@@ -57,4 +57,48 @@ export function unnestUpsertSql(table) {
     WHERE e."version" < excluded."version"`;
 }
 
+/**
+ * Runs the raw batched upsert in the background until `stop()`: `connections` clients, each sending batches of
+ * `batch` rows over `keySpace` keys in turn (the load a flusher puts on Postgres and the disk). `stop()` resolves
+ * with the rows written once every client has finished its statement and closed.
+ */
+export async function startBackgroundIngest(url, table, { connections = 2, batch = 1000, keySpace = 100_000, values }) {
+  const clients = [];
+  for (let c = 0; c < connections; c++) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    clients.push(client);
+  }
+  await createEntriesTable(clients[0], table);
+  const text = unnestUpsertSql(table);
+  let version = Date.now() * 1000;
+  let seq = 0;
+  let rows = 0;
+  let stopped = false;
+  const worker = async (client) => {
+    while (!stopped) {
+      const keys = new Array(batch);
+      const json = new Array(batch);
+      const versions = new Array(batch);
+      for (let j = 0; j < batch; j++) {
+        const i = seq++;
+        keys[j] = `ingest:${i % keySpace}`;
+        json[j] = values[i % values.length];
+        versions[j] = String(version++);
+      }
+      await client.query(text, [keys, json, versions]);
+      rows += batch;
+    }
+  };
+  const running = Promise.all(clients.map(worker));
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      await Promise.all(clients.map((client) => client.end()));
+      return { rows };
+    },
+  };
+}
+
 export { pg };
