@@ -157,6 +157,9 @@ export class StatsResponse implements WriteBackStats {
   walBytes!: number;
 
   @ApiProperty({ type: 'integer' })
+  walSegments!: number;
+
+  @ApiProperty({ type: 'integer' })
   walSyncs!: number;
 }
 

@@ -55,7 +55,14 @@ export interface WriteBackStats {
   circuit: CircuitState;
   lastFlushAt: string | null;
   lastError: { code: string | null; message: string; at: string } | null;
+  /** Bytes of records in the write-ahead log's segment files (0 without a WAL). */
   walBytes: number;
+  /**
+   * Segment files of the write-ahead log, the active one included. Each is zero-filled to `walSegmentBytes`, so the
+   * log takes about `(walSegments + 1) x walSegmentBytes` of disk (the next segment is prepared ahead).
+   */
+  walSegments: number;
+  /** fdatasync calls of the write-ahead log since start. */
   walSyncs: number;
 }
 
@@ -207,6 +214,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       lastFlushAt: this.flusher.lastFlushAt?.toISOString() ?? null,
       lastError: lastError ? { code: lastError.code ?? null, message: lastError.message, at: lastError.at.toISOString() } : null,
       walBytes: wal?.bytes ?? 0,
+      walSegments: wal?.segments ?? 0,
       walSyncs: wal?.syncs ?? 0,
     };
   }

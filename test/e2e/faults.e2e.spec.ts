@@ -8,21 +8,7 @@ import {
   WriteBackValidationError,
   WriteBackValueTooLargeError,
 } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, connectSql, isPglite, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
-
-/** Holds an exclusive lock on the table from another connection, so the next flush blocks inside Postgres. */
-async function lockTable(t: WriteBackTestApp): Promise<{ release(): Promise<void>; client: pg.Client }> {
-  const client = await connectSql(t.schema);
-  await client.query('BEGIN');
-  await client.query('LOCK TABLE write_back_entries IN EXCLUSIVE MODE');
-  return {
-    client,
-    async release() {
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
-}
+import { NEEDS_SERVER, connectSql, isPglite, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
 
 /** Backends of this test's write-back instance that wait on a lock (its flush, blocked by lockTable). */
 async function blockedFlushPids(t: WriteBackTestApp): Promise<number[]> {

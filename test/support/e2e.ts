@@ -85,3 +85,17 @@ export async function until(condition: () => boolean | Promise<boolean>, timeout
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/** Holds an exclusive lock on the table from another connection, so the next flush blocks inside Postgres. */
+export async function lockTable(t: WriteBackTestApp): Promise<{ release(): Promise<void>; client: pg.Client }> {
+  const client = await connectSql(t.schema);
+  await client.query('BEGIN');
+  await client.query('LOCK TABLE write_back_entries IN EXCLUSIVE MODE');
+  return {
+    client,
+    async release() {
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
+}

@@ -30,7 +30,8 @@ const GAUGES: [string, string, (stats: WriteBackStats) => number][] = [
   ['write_back_in_flight_entries', 'Entries being written now.', (s) => s.inFlight],
   ['write_back_clean_entries', 'Clean entries cached.', (s) => s.cleanEntries],
   ['write_back_flush_lag_seconds', 'Age of the oldest unflushed write.', (s) => s.flushLagMs / 1000],
-  ['write_back_wal_bytes', 'Bytes appended to the write-ahead log since start.', (s) => s.walBytes],
+  ['write_back_wal_bytes', 'Bytes of records in the write-ahead log segment files.', (s) => s.walBytes],
+  ['write_back_wal_segments', 'Segment files of the write-ahead log (each preallocated to walSegmentBytes).', (s) => s.walSegments],
   ['write_back_circuit_open', '1 while the circuit breaker is open.', (s) => (s.circuit === 'open' ? 1 : 0)],
 ];
 
