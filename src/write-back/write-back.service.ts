@@ -155,9 +155,12 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     if (!sampled) return accepted;
     if (accepted === RESOLVED) {
       this.recordSetLatency(started);
-      return accepted;
+    } else {
+      // On a side chain: the caller gets `accepted` itself, so a sampled call resumes in the same microtask as the
+      // others (with wal-sync it then joins the same next group commit instead of the one after).
+      accepted.then(() => this.recordSetLatency(started), ignoreRejection);
     }
-    return accepted.then(() => this.recordSetLatency(started));
+    return accepted;
   }
 
   /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
@@ -372,6 +375,9 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     }
   }
 }
+
+/** The caller handles the rejection; the latency side chain must not report it again as unhandled. */
+function ignoreRejection(): void {}
 
 function rankOf(options: WriteBackSetOptions | undefined): number {
   if (options === undefined) return PRIORITY_RANK.normal;
