@@ -215,6 +215,42 @@ describe('WriteBackCache', () => {
       expect(await cache.get('b')).toBe('"live"');
     });
 
+    // write() skips the clean cache for a key that is dirty (it cannot hold one) and drops the clean copy only
+    // when there is one: this walks every path between dirty and clean and checks that one key is held once.
+    it('a dirty key never has a clean copy, and each write is above every version memory held', async () => {
+      const load = deferred<StoredRow | undefined>();
+      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const once = () => expect(cache.dirty.has('a') && cache.clean.peek('a') !== undefined).toBe(false);
+      const future = Date.now() * 1000 + 3_600_000_000;
+      const read = cache.get('a');
+      load.resolve({ json: '"db"', version: future });
+      expect(await read).toBe('"db"');
+      expect(cache.clean.peek('a')?.version).toBe(future);
+      const v1 = cache.write('a', '1', NORMAL);
+      expect(v1).toBeGreaterThan(future);
+      once();
+      const v2 = cache.write('a', '2', NORMAL);
+      expect(v2).toBeGreaterThan(v1);
+      once();
+      const [item] = cache.dirty.take(10);
+      const v3 = cache.write('a', '3', NORMAL); // during the flight
+      expect(v3).toBeGreaterThan(v2);
+      cache.onCommitted(item, cache.dirty.complete(item));
+      once();
+      flushAll(cache);
+      expect(cache.clean.peek('a')).toEqual({ json: '3', version: v3 });
+      const v4 = cache.write('a', null, NORMAL);
+      expect(v4).toBeGreaterThan(v3);
+      once();
+      expect(await cache.get('a')).toBeUndefined();
+      flushAll(cache);
+      expect(cache.clean.peek('a')).toBeUndefined();
+      expect(cache.requeue('a', '"replay"', v4 + 1, NORMAL)).toBe(true);
+      once();
+      expect(cache.write('a', '5', NORMAL)).toBeGreaterThan(v4 + 1);
+      expect(await cache.get('a')).toBe('5');
+    });
+
     it('onDeadLettered drops the clean copy so reads fall back to Postgres', async () => {
       const { cache, loader } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
       cache.write('a', '"bad"', NORMAL);

@@ -106,9 +106,26 @@ export class WriteBackCache implements FlushListener {
 
   /** Records a write (`json === null`: a delete) at a version above any this process has seen for the key. */
   write(key: string, json: string | null, rank: number): number {
-    const floor = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
-    const version = this.clock.next(floor);
-    this.applyWrite(key, json, version, rank);
+    const now = this.now();
+    const dirty = this.dirty.get(key);
+    let floor: number;
+    if (dirty !== undefined) {
+      // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
+      floor = dirty.version;
+    } else {
+      const clean = this.clean.peek(key);
+      if (clean === undefined) {
+        floor = 0;
+      } else {
+        floor = clean.version;
+        // The dirty entry shadows the clean copy; drop it so one key is held once.
+        this.clean.delete(key);
+      }
+    }
+    const version = this.clock.next(floor, now);
+    this.counters.writes++;
+    if (this.dirty.writeEntry(dirty, key, json, version, rank, now)) this.counters.coalesced++;
+    this.markLoadsStale(key);
     return version;
   }
 
@@ -128,6 +145,12 @@ export class WriteBackCache implements FlushListener {
     if (this.dirty.write(key, json, version, rank, this.now())) this.counters.coalesced++;
     // The dirty entry shadows any clean copy; drop it so one key is held once.
     this.clean.delete(key);
+    this.markLoadsStale(key);
+  }
+
+  /** A write to the key landed while loading it: the loaded row must not be cached. */
+  private markLoadsStale(key: string): void {
+    if (this.loading.size === 0) return;
     const loading = this.loading.get(key);
     if (loading !== undefined) loading.stale = true;
   }
