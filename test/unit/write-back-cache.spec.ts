@@ -238,7 +238,7 @@ describe('WriteBackCache', () => {
       cache.onCommitted(item, cache.dirty.complete(item));
       once();
       flushAll(cache);
-      expect(cache.clean.peek('a')).toEqual({ json: '3', version: v3 });
+      expect(cache.clean.peek('a')).toMatchObject({ json: '3', version: v3 });
       const v4 = cache.write('a', null, NORMAL);
       expect(v4).toBeGreaterThan(v3);
       once();

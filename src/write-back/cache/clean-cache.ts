@@ -37,6 +37,14 @@ export class CleanCache {
     this.lru.set(key, entry);
   }
 
+  /**
+   * Stores `entry` for a key that has no clean copy, which is the case for a key that was dirty until now (dirty
+   * keys never have one): skips the version check, so one lookup less than {@link set}.
+   */
+  add(key: string, entry: CleanEntry): void {
+    this.lru.set(key, entry);
+  }
+
   delete(key: string): void {
     this.lru.delete(key);
   }

@@ -1,7 +1,7 @@
 import type { FlushListener } from '../flush/flusher.js';
 import type { FlushItem } from './dirty-set.js';
 import type { StoredRow } from '../store/write-back.store.js';
-import { CleanCache } from './clean-cache.js';
+import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { DirtySet } from './dirty-set.js';
 import { VersionClock } from './version-clock.js';
 
@@ -158,7 +158,9 @@ export class WriteBackCache implements FlushListener {
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
-      if (item.json !== null && !superseded) this.clean.set(item.key, { json: item.json, version: item.version });
+      // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself
+      // the clean entry (no copy per committed row).
+      if (item.json !== null && !superseded) this.clean.add(item.key, item as CleanEntry);
       else this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
