@@ -197,6 +197,27 @@ describe('WriteBackCache', () => {
       expect(cache.write('a', '3', NORMAL)).toBeGreaterThan(version);
     });
 
+    // write() reads the clean copy's version only while some clean entry may be above the clock's last version.
+    it('a write gets a version above a committed replayed version from a clock ahead of ours, and above our own', () => {
+      const { cache } = makeCache();
+      const mine = cache.write('x', '1', NORMAL);
+      flushAll(cache);
+      expect(cache.write('x', '2', NORMAL)).toBeGreaterThan(mine);
+      flushAll(cache);
+      const future = Date.now() * 1000 + 3_600_000_000;
+      expect(cache.requeue('a', '"replayed"', future, NORMAL)).toBe(true);
+      flushAll(cache);
+      expect(cache.clean.peek('a')?.version).toBe(future);
+      expect(cache.clean.highestVersion).toBe(future);
+      const next = cache.write('a', '"new"', NORMAL);
+      expect(next).toBeGreaterThan(future);
+      expect(cache.clean.peek('a')).toBeUndefined();
+      flushAll(cache);
+      // The clock is past every clean version again: writes to clean keys skip the lookup and still drop the copy.
+      expect(cache.write('x', '3', NORMAL)).toBeGreaterThan(next);
+      expect(cache.clean.peek('x')).toBeUndefined();
+    });
+
     it('requeue re-queues an older write only when memory holds nothing newer', async () => {
       const { cache } = makeCache(100, 1000, { a: { json: '"db"', version: 100 } });
       await cache.get('a');

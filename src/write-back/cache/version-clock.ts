@@ -9,6 +9,11 @@ export class VersionClock {
 
   constructor(private readonly nowMs: () => number = Date.now) {}
 
+  /** The last version issued (0 before the first): every later one is above it. */
+  get lastIssued(): number {
+    return this.last;
+  }
+
   /** `nowMs`: the caller's reading of the same clock, when it has one (saves a second read). */
   next(floor = 0, nowMs = this.nowMs()): number {
     const candidate = Math.max(Math.floor(nowMs * 1000), floor + 1, this.last + 1);

@@ -112,7 +112,13 @@ export class WriteBackCache implements FlushListener {
     if (dirty !== undefined) {
       // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
       floor = dirty.version;
+    } else if (this.clean.highestVersion <= this.clock.lastIssued) {
+      // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
+      // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
+      floor = 0;
+      this.clean.delete(key);
     } else {
+      // Some clean entry may be ahead of our clock (loaded from a replica whose clock runs ahead, or replayed).
       const clean = this.clean.peek(key);
       if (clean === undefined) {
         floor = 0;
