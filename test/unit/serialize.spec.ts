@@ -68,6 +68,59 @@ describe('serializeValue', () => {
     expect(serializeValue('k', { a: shared, b: shared }, LIMIT)).toBe('{"a":{"x":1},"b":{"x":1}}');
   });
 
+  // isPlainJson walks plain objects with for...in and checks primitive properties inline (the hot path): these
+  // values reach that path directly, and must still be rejected or serialized exactly as JSON.stringify does.
+  describe('the plain-object fast path', () => {
+    it.each([
+      ['a BigInt property', { a: 1, b: 2n }],
+      ['a function property next to plain ones', { a: 'x', f: () => 1, n: 2 }],
+      ['a NaN property', { a: true, n: Number.NaN }],
+      ['an Infinity property', { n: Number.POSITIVE_INFINITY }],
+      ['a symbol property', { a: null, s: Symbol('s') }],
+      ['a nested object with a bad property', { a: { b: { c: 1, d: -Infinity } } }],
+    ])('rejects %s', (_name, value) => {
+      expect(() => serializeValue('k', value, LIMIT)).toThrow(WriteBackInvalidValueError);
+    });
+
+    it('keeps undefined properties out, as JSON.stringify does', () => {
+      expect(serializeValue('k', { a: undefined, b: 1, c: [undefined] }, LIMIT)).toBe('{"b":1,"c":[null]}');
+    });
+
+    it('serializes only own enumerable properties of an object with another prototype (inherited ones ignored)', () => {
+      const value = Object.assign(Object.create({ inherited: () => 1, x: 'proto' }), { own: 1 });
+      expect(serializeValue('k', value, LIMIT)).toBe('{"own":1}');
+      class Point {
+        constructor(
+          readonly x: number,
+          readonly y: number,
+        ) {}
+        norm(): number {
+          return Math.hypot(this.x, this.y);
+        }
+      }
+      expect(serializeValue('k', new Point(1, 2), LIMIT)).toBe('{"x":1,"y":2}');
+      expect(() => serializeValue('k', Object.assign(new Point(1, 2), { bad: Number.NaN }), LIMIT)).toThrow(
+        WriteBackInvalidValueError,
+      );
+    });
+
+    it('with an enumerable property added to Object.prototype, values still serialize exactly', () => {
+      const proto = Object.prototype as Record<string, unknown>;
+      proto.polluted = () => 1;
+      try {
+        expect(serializeValue('k', { a: 1, b: { c: 'x' } }, LIMIT)).toBe('{"a":1,"b":{"c":"x"}}');
+        expect(() => serializeValue('k', { a: Number.NaN }, LIMIT)).toThrow(WriteBackInvalidValueError);
+      } finally {
+        delete proto.polluted;
+      }
+    });
+
+    it('accepts other \\u escapes (control characters) and a literal backslash-u text', () => {
+      expect(serializeValue('k', { a: '\u0001\u001f' }, LIMIT)).toBe('{"a":"\\u0001\\u001f"}');
+      expect(serializeValue('k', { a: 'x\\ud800\\u0000' }, LIMIT)).toBe('{"a":"x\\\\ud800\\\\u0000"}');
+    });
+  });
+
   describe('strings Postgres jsonb rejects', () => {
     it('rejects a NUL character anywhere, also nested', () => {
       expect(() => serializeValue('k', '\u0000', LIMIT)).toThrow(WriteBackInvalidValueError);

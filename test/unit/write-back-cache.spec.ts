@@ -197,6 +197,27 @@ describe('WriteBackCache', () => {
       expect(cache.write('a', '3', NORMAL)).toBeGreaterThan(version);
     });
 
+    // write() reads the clean copy's version only while some clean entry may be above the clock's last version.
+    it('a write gets a version above a committed replayed version from a clock ahead of ours, and above our own', () => {
+      const { cache } = makeCache();
+      const mine = cache.write('x', '1', NORMAL);
+      flushAll(cache);
+      expect(cache.write('x', '2', NORMAL)).toBeGreaterThan(mine);
+      flushAll(cache);
+      const future = Date.now() * 1000 + 3_600_000_000;
+      expect(cache.requeue('a', '"replayed"', future, NORMAL)).toBe(true);
+      flushAll(cache);
+      expect(cache.clean.peek('a')?.version).toBe(future);
+      expect(cache.clean.highestVersion).toBe(future);
+      const next = cache.write('a', '"new"', NORMAL);
+      expect(next).toBeGreaterThan(future);
+      expect(cache.clean.peek('a')).toBeUndefined();
+      flushAll(cache);
+      // The clock is past every clean version again: writes to clean keys skip the lookup and still drop the copy.
+      expect(cache.write('x', '3', NORMAL)).toBeGreaterThan(next);
+      expect(cache.clean.peek('x')).toBeUndefined();
+    });
+
     it('requeue re-queues an older write only when memory holds nothing newer', async () => {
       const { cache } = makeCache(100, 1000, { a: { json: '"db"', version: 100 } });
       await cache.get('a');
@@ -213,6 +234,42 @@ describe('WriteBackCache', () => {
       const v = cache.write('b', '"live"', NORMAL);
       expect(cache.requeue('b', '"replay"', v - 1, NORMAL)).toBe(false);
       expect(await cache.get('b')).toBe('"live"');
+    });
+
+    // write() skips the clean cache for a key that is dirty (it cannot hold one) and drops the clean copy only
+    // when there is one: this walks every path between dirty and clean and checks that one key is held once.
+    it('a dirty key never has a clean copy, and each write is above every version memory held', async () => {
+      const load = deferred<StoredRow | undefined>();
+      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const once = () => expect(cache.dirty.has('a') && cache.clean.peek('a') !== undefined).toBe(false);
+      const future = Date.now() * 1000 + 3_600_000_000;
+      const read = cache.get('a');
+      load.resolve({ json: '"db"', version: future });
+      expect(await read).toBe('"db"');
+      expect(cache.clean.peek('a')?.version).toBe(future);
+      const v1 = cache.write('a', '1', NORMAL);
+      expect(v1).toBeGreaterThan(future);
+      once();
+      const v2 = cache.write('a', '2', NORMAL);
+      expect(v2).toBeGreaterThan(v1);
+      once();
+      const [item] = cache.dirty.take(10);
+      const v3 = cache.write('a', '3', NORMAL); // during the flight
+      expect(v3).toBeGreaterThan(v2);
+      cache.onCommitted(item, cache.dirty.complete(item));
+      once();
+      flushAll(cache);
+      expect(cache.clean.peek('a')).toMatchObject({ json: '3', version: v3 });
+      const v4 = cache.write('a', null, NORMAL);
+      expect(v4).toBeGreaterThan(v3);
+      once();
+      expect(await cache.get('a')).toBeUndefined();
+      flushAll(cache);
+      expect(cache.clean.peek('a')).toBeUndefined();
+      expect(cache.requeue('a', '"replay"', v4 + 1, NORMAL)).toBe(true);
+      once();
+      expect(cache.write('a', '5', NORMAL)).toBeGreaterThan(v4 + 1);
+      expect(await cache.get('a')).toBe('5');
     });
 
     it('onDeadLettered drops the clean copy so reads fall back to Postgres', async () => {

@@ -31,6 +31,66 @@ export interface FlushItem {
 }
 
 /**
+ * A dirty entry with the links of the two intrusive lists it sits in: the flush queue it waits in (if any) and
+ * the creation-order list used for the flush lag. Linking entries to each other (instead of keeping Sets of keys)
+ * makes queueing, taking and completing pointer updates with no hashing and no per-key Set storage.
+ */
+class Entry implements DirtyEntry {
+  sinceSnapshot = 0;
+  rankSinceSnapshot = 3;
+  inFlight = false;
+  attempts = 0;
+  firstFailedAt = 0;
+  /** The queue this entry waits in, or null while in flight. */
+  queue: EntryQueue | null = null;
+  queuePrev: Entry | null = null;
+  queueNext: Entry | null = null;
+  /** In the creation-order list (since = creation time), or in `late` (since moved forward by complete()). */
+  late = false;
+  agePrev: Entry | null = null;
+  ageNext: Entry | null = null;
+
+  constructor(
+    readonly key: string,
+    public json: string | null,
+    public version: number,
+    public rank: number,
+    public since: number,
+  ) {}
+}
+
+/** An insertion-ordered queue of entries, linked through their queuePrev / queueNext fields. */
+class EntryQueue {
+  head: Entry | null = null;
+  tail: Entry | null = null;
+  size = 0;
+
+  /** Appends `entry`, first taking it out of the queue it is in (if any). */
+  push(entry: Entry): void {
+    if (entry.queue !== null) entry.queue.remove(entry);
+    entry.queue = this;
+    entry.queuePrev = this.tail;
+    entry.queueNext = null;
+    if (this.tail === null) this.head = entry;
+    else this.tail.queueNext = entry;
+    this.tail = entry;
+    this.size++;
+  }
+
+  remove(entry: Entry): void {
+    const { queuePrev: prev, queueNext: next } = entry;
+    if (prev === null) this.head = next;
+    else prev.queueNext = next;
+    if (next === null) this.tail = prev;
+    else next.queuePrev = prev;
+    entry.queue = null;
+    entry.queuePrev = null;
+    entry.queueNext = null;
+    this.size--;
+  }
+}
+
+/**
  * The unflushed entries with their versions, and the order the flusher takes them in: by priority, then
  * retries before fresh writes, then first-written first. Entries are never evicted from here; they leave only
  * when the version that was flushed is still their latest ({@link complete}) or when dead-lettered.
@@ -39,29 +99,30 @@ export interface FlushItem {
  * {@link release}, so it alone owns the in-flight state.
  */
 export class DirtySet {
-  private readonly entries = new Map<string, DirtyEntry>();
-  /** Per rank: keys whose flush failed transiently (retried first), then fresh keys. Insertion-ordered. */
-  private readonly retryQueues: Set<string>[] = [new Set(), new Set(), new Set()];
-  private readonly freshQueues: Set<string>[] = [new Set(), new Set(), new Set()];
-  private readonly inFlight = new Set<string>();
+  private readonly entries = new Map<string, Entry>();
+  /** Per rank: entries whose flush failed transiently (retried first), then fresh ones. Insertion-ordered. */
+  private readonly retryQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
+  private readonly freshQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
+  private inFlightEntries = 0;
   /**
-   * For the flush lag: keys whose `since` is their creation time, in creation order (so the first is the
-   * oldest), and keys whose `since` was moved forward by complete() (few: scanned).
+   * For the flush lag: entries whose `since` is their creation time, in creation order (so the first is the
+   * oldest), and entries whose `since` was moved forward by complete() (few: scanned).
    */
-  private readonly ageOrder = new Set<string>();
-  private readonly lateOrder = new Set<string>();
+  private ageHead: Entry | null = null;
+  private ageTail: Entry | null = null;
+  private readonly lateOrder = new Set<Entry>();
 
   get size(): number {
     return this.entries.size;
   }
 
   get inFlightCount(): number {
-    return this.inFlight.size;
+    return this.inFlightEntries;
   }
 
   /** Entries waiting to be taken (dirty and not in flight). */
   get queuedCount(): number {
-    return this.entries.size - this.inFlight.size;
+    return this.entries.size - this.inFlightEntries;
   }
 
   get(key: string): DirtyEntry | undefined {
@@ -77,24 +138,22 @@ export class DirtySet {
    * that was already dirty and not in flight, so no extra row write will happen.
    */
   write(key: string, json: string | null, version: number, rank: number, now: number): boolean {
-    const entry = this.entries.get(key);
-    if (entry === undefined) {
-      this.entries.set(key, {
-        key,
-        json,
-        version,
-        rank,
-        since: now,
-        sinceSnapshot: 0,
-        rankSinceSnapshot: 3,
-        inFlight: false,
-        attempts: 0,
-        firstFailedAt: 0,
-      });
-      this.freshQueues[rank].add(key);
-      this.ageOrder.add(key);
+    return this.writeEntry(this.entries.get(key), key, json, version, rank, now);
+  }
+
+  /**
+   * {@link write} for a caller that has just looked the key up: `entry` must be what {@link get} returned for
+   * `key` in the same synchronous step (saves a second lookup on the write path).
+   */
+  writeEntry(found: DirtyEntry | undefined, key: string, json: string | null, version: number, rank: number, now: number): boolean {
+    if (found === undefined) {
+      const created = new Entry(key, json, version, rank, now);
+      this.entries.set(key, created);
+      this.freshQueues[rank].push(created);
+      this.appendAge(created);
       return false;
     }
+    const entry = found as Entry;
     entry.json = json;
     entry.version = version;
     entry.attempts = 0;
@@ -105,9 +164,9 @@ export class DirtySet {
       return false;
     }
     if (rank < entry.rank) {
-      const queue = this.retryQueues[entry.rank].delete(key) ? this.retryQueues : this.freshQueues;
-      this.freshQueues[entry.rank].delete(key);
-      queue[rank].add(key);
+      // An upgraded retry stays a retry.
+      const queues = entry.queue === this.retryQueues[entry.rank] ? this.retryQueues : this.freshQueues;
+      queues[rank].push(entry);
       entry.rank = rank;
     }
     return true;
@@ -121,15 +180,16 @@ export class DirtySet {
     const items: FlushItem[] = [];
     let chars = 0;
     for (let rank = 0; rank < 3 && items.length < max && chars < maxChars; rank++) {
-      for (const queue of [this.retryQueues[rank], this.freshQueues[rank]]) {
-        for (const key of queue) {
-          if (items.length >= max || chars >= maxChars) break;
-          queue.delete(key);
-          const entry = this.entries.get(key)!;
+      for (let q = 0; q < 2; q++) {
+        const queue = q === 0 ? this.retryQueues[rank] : this.freshQueues[rank];
+        while (queue.head !== null && items.length < max && chars < maxChars) {
+          const entry = queue.head;
+          queue.remove(entry);
           entry.inFlight = true;
-          this.inFlight.add(key);
-          chars += key.length + (entry.json?.length ?? 0);
-          items.push({ key, json: entry.json, version: entry.version, rank: entry.rank });
+          this.inFlightEntries++;
+          const json = entry.json;
+          chars += entry.key.length + (json === null ? 0 : json.length);
+          items.push({ key: entry.key, json, version: entry.version, rank: entry.rank });
         }
       }
     }
@@ -140,10 +200,9 @@ export class DirtySet {
   takeKey(key: string): FlushItem | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined || entry.inFlight) return undefined;
-    this.retryQueues[entry.rank].delete(key);
-    this.freshQueues[entry.rank].delete(key);
+    if (entry.queue !== null) entry.queue.remove(entry);
     entry.inFlight = true;
-    this.inFlight.add(key);
+    this.inFlightEntries++;
     return { key, json: entry.json, version: entry.version, rank: entry.rank };
   }
 
@@ -155,21 +214,25 @@ export class DirtySet {
   complete(item: FlushItem): boolean {
     const entry = this.entries.get(item.key);
     if (entry === undefined) return true;
-    this.inFlight.delete(item.key);
-    entry.inFlight = false;
+    this.landed(entry);
     if (entry.version === item.version) {
       this.entries.delete(item.key);
-      this.ageOrder.delete(item.key);
-      this.lateOrder.delete(item.key);
+      if (entry.queue !== null) entry.queue.remove(entry);
+      if (entry.late) this.lateOrder.delete(entry);
+      else this.removeAge(entry);
       return true;
     }
     // What is left unflushed is the writes made during the flight: the oldest of them sets the age.
     entry.since = entry.sinceSnapshot || entry.since;
-    if (this.ageOrder.delete(item.key)) this.lateOrder.add(item.key);
+    if (!entry.late) {
+      this.removeAge(entry);
+      entry.late = true;
+      this.lateOrder.add(entry);
+    }
     entry.rank = entry.rankSinceSnapshot < 3 ? entry.rankSinceSnapshot : entry.rank;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
-    this.freshQueues[entry.rank].add(item.key);
+    this.freshQueues[entry.rank].push(entry);
     return false;
   }
 
@@ -177,24 +240,18 @@ export class DirtySet {
   release(item: FlushItem): void {
     const entry = this.entries.get(item.key);
     if (entry === undefined) return;
-    this.inFlight.delete(item.key);
-    entry.inFlight = false;
+    this.landed(entry);
     if (entry.rankSinceSnapshot < entry.rank) entry.rank = entry.rankSinceSnapshot;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
-    this.retryQueues[entry.rank].add(item.key);
+    this.retryQueues[entry.rank].push(entry);
   }
 
   /** When the oldest unflushed write was accepted (ms since epoch), or undefined when nothing is dirty. */
   oldestSince(): number | undefined {
-    let oldest: number | undefined;
-    for (const key of this.ageOrder) {
-      oldest = this.entries.get(key)!.since;
-      break;
-    }
-    for (const key of this.lateOrder) {
-      const since = this.entries.get(key)!.since;
-      if (oldest === undefined || since < oldest) oldest = since;
+    let oldest = this.ageHead?.since;
+    for (const entry of this.lateOrder) {
+      if (oldest === undefined || entry.since < oldest) oldest = entry.since;
     }
     return oldest;
   }
@@ -213,5 +270,30 @@ export class DirtySet {
       counts[PRIORITY_NAMES[rank]] = this.retryQueues[rank].size + this.freshQueues[rank].size;
     }
     return counts;
+  }
+
+  /** The entry is no longer in flight (no-op if it was not). */
+  private landed(entry: Entry): void {
+    if (!entry.inFlight) return;
+    entry.inFlight = false;
+    this.inFlightEntries--;
+  }
+
+  private appendAge(entry: Entry): void {
+    entry.agePrev = this.ageTail;
+    entry.ageNext = null;
+    if (this.ageTail === null) this.ageHead = entry;
+    else this.ageTail.ageNext = entry;
+    this.ageTail = entry;
+  }
+
+  private removeAge(entry: Entry): void {
+    const { agePrev: prev, ageNext: next } = entry;
+    if (prev === null) this.ageHead = next;
+    else prev.ageNext = next;
+    if (next === null) this.ageTail = prev;
+    else next.agePrev = prev;
+    entry.agePrev = null;
+    entry.ageNext = null;
   }
 }

@@ -9,8 +9,14 @@ export class VersionClock {
 
   constructor(private readonly nowMs: () => number = Date.now) {}
 
-  next(floor = 0): number {
-    const candidate = Math.max(Math.floor(this.nowMs() * 1000), floor + 1, this.last + 1);
+  /** The last version issued (0 before the first): every later one is above it. */
+  get lastIssued(): number {
+    return this.last;
+  }
+
+  /** `nowMs`: the caller's reading of the same clock, when it has one (saves a second read). */
+  next(floor = 0, nowMs = this.nowMs()): number {
+    const candidate = Math.max(Math.floor(nowMs * 1000), floor + 1, this.last + 1);
     this.last = candidate;
     return candidate;
   }

@@ -1,7 +1,7 @@
 import type { FlushListener } from '../flush/flusher.js';
 import type { FlushItem } from './dirty-set.js';
 import type { StoredRow } from '../store/write-back.store.js';
-import { CleanCache } from './clean-cache.js';
+import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { DirtySet } from './dirty-set.js';
 import { VersionClock } from './version-clock.js';
 
@@ -106,9 +106,32 @@ export class WriteBackCache implements FlushListener {
 
   /** Records a write (`json === null`: a delete) at a version above any this process has seen for the key. */
   write(key: string, json: string | null, rank: number): number {
-    const floor = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
-    const version = this.clock.next(floor);
-    this.applyWrite(key, json, version, rank);
+    const now = this.now();
+    const dirty = this.dirty.get(key);
+    let floor: number;
+    if (dirty !== undefined) {
+      // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
+      floor = dirty.version;
+    } else if (this.clean.highestVersion <= this.clock.lastIssued) {
+      // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
+      // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
+      floor = 0;
+      this.clean.delete(key);
+    } else {
+      // Some clean entry may be ahead of our clock (loaded from a replica whose clock runs ahead, or replayed).
+      const clean = this.clean.peek(key);
+      if (clean === undefined) {
+        floor = 0;
+      } else {
+        floor = clean.version;
+        // The dirty entry shadows the clean copy; drop it so one key is held once.
+        this.clean.delete(key);
+      }
+    }
+    const version = this.clock.next(floor, now);
+    this.counters.writes++;
+    if (this.dirty.writeEntry(dirty, key, json, version, rank, now)) this.counters.coalesced++;
+    this.markLoadsStale(key);
     return version;
   }
 
@@ -128,6 +151,12 @@ export class WriteBackCache implements FlushListener {
     if (this.dirty.write(key, json, version, rank, this.now())) this.counters.coalesced++;
     // The dirty entry shadows any clean copy; drop it so one key is held once.
     this.clean.delete(key);
+    this.markLoadsStale(key);
+  }
+
+  /** A write to the key landed while loading it: the loaded row must not be cached. */
+  private markLoadsStale(key: string): void {
+    if (this.loading.size === 0) return;
     const loading = this.loading.get(key);
     if (loading !== undefined) loading.stale = true;
   }
@@ -135,7 +164,9 @@ export class WriteBackCache implements FlushListener {
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
-      if (item.json !== null && !superseded) this.clean.set(item.key, { json: item.json, version: item.version });
+      // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself
+      // the clean entry (no copy per committed row).
+      if (item.json !== null && !superseded) this.clean.add(item.key, item as CleanEntry);
       else this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
