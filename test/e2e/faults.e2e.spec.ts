@@ -8,7 +8,8 @@ import {
   WriteBackValidationError,
   WriteBackValueTooLargeError,
 } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, connectSql, isPglite, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, connectSql, databaseUrl, isPglite, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 
 /** Backends of this test's write-back instance that wait on a lock (its flush, blocked by lockTable). */
 async function blockedFlushPids(t: WriteBackTestApp): Promise<number[]> {
@@ -198,6 +199,25 @@ describe('faults, bounds and bad input on Postgres', () => {
     expect(rows.size).toBe(300);
     for (let i = 0; i < 300; i++) expect(rows.get(`c${i}`)?.value).toEqual({ i });
     expect(await t.service.countDeadLetters()).toBe(0);
+  });
+
+  it('a get miss whose pooled connection turns out dead reads on a fresh one instead of failing', async () => {
+    const proxy = await TcpProxy.start(databaseUrl());
+    try {
+      t = await startWriteBack({ url: proxy.url });
+      await t.sql.query(`INSERT INTO write_back_entries (key, value, version) VALUES ('stored', '{"from":"table"}', 1)`);
+      expect(await t.service.get('warm-up')).toBeUndefined();
+      // Every pooled connection looks alive and resets on its next query (a failover, a NAT that forgot it).
+      expect(proxy.resetOnNextSend()).toBeGreaterThan(0);
+      const accepted = proxy.accepted;
+      expect(await t.service.get('stored')).toEqual({ from: 'table' });
+      expect(proxy.accepted).toBeGreaterThan(accepted);
+      expect(t.service.stats().loads).toBe(2);
+    } finally {
+      await t?.close();
+      t = undefined;
+      await proxy.close();
+    }
   });
 
   it('drains on shutdown: app.close() flushes every pending write', async () => {

@@ -98,6 +98,20 @@ describe('TcpProxy (fault injection between a client and Postgres)', () => {
     again.socket.destroy();
   });
 
+  it('resetOnNextSend leaves open connections quiet until the client sends, then resets them; new ones pass', async () => {
+    const armed = await connect(proxy.port);
+    await echoRoundTrip(armed, 'before');
+    await until(() => proxy.openConnections === 1, 5000, 'one link');
+    expect(proxy.resetOnNextSend()).toBe(1);
+    const fresh = await connect(proxy.port);
+    await echoRoundTrip(fresh, 'new links pass');
+    expect(armed.socket.destroyed).toBe(false);
+    armed.socket.write('after');
+    expect(await armed.closed).toMatch(/ECONNRESET|end/);
+    expect(armed.received()).toBe('before');
+    fresh.socket.destroy();
+  });
+
   it('refuse resets new connections but keeps open ones; restore accepts again', async () => {
     const open = await connect(proxy.port);
     proxy.refuse();

@@ -8,6 +8,8 @@ interface Link {
   upstream: net.Socket | undefined;
   /** Bytes are dropped both ways and nothing is ever closed (a silent network partition). */
   silent: boolean;
+  /** The next bytes the client sends reset the link instead of passing (see {@link TcpProxy.resetOnNextSend}). */
+  resetOnSend: boolean;
 }
 
 /** One direction of a link: chunks held back by the added latency, written in order. */
@@ -21,13 +23,15 @@ class DelayedPipe {
     private readonly to: net.Socket,
     private readonly latencyMs: () => number,
     private readonly silent: () => boolean,
+    /** Called with each chunk before anything else; true drops it. */
+    private readonly intercept: () => boolean = () => false,
   ) {
     from.on('data', (chunk: Buffer) => this.push(chunk));
     from.on('end', () => this.push(null));
   }
 
   private push(chunk: Buffer | null): void {
-    if (this.silent()) return;
+    if (this.silent() || this.intercept()) return;
     const latency = this.latencyMs();
     if (latency <= 0 && this.queue.length === 0) {
       this.write(chunk);
@@ -148,6 +152,16 @@ export class TcpProxy {
     return count;
   }
 
+  /**
+   * Every open connection resets (RST both ways) as soon as the client next sends on it; until then it looks
+   * healthy. What a pooled connection does after a failover or a NAT that forgot it: the client learns that it is
+   * dead only from the query it sends. New connections pass. Returns how many links are armed.
+   */
+  resetOnNextSend(): number {
+    for (const link of this.links) link.resetOnSend = true;
+    return this.links.size;
+  }
+
   /** New connections are accepted and reset at once (ECONNRESET for the client); open ones stay. */
   refuse(): void {
     this.mode = 'refuse';
@@ -191,18 +205,23 @@ export class TcpProxy {
     this.accepted++;
     if (this.mode === 'blackhole') {
       // Accepted by the kernel, answered by nobody.
-      const link: Link = { client, upstream: undefined, silent: true };
+      const link: Link = { client, upstream: undefined, silent: true, resetOnSend: false };
       this.links.add(link);
       client.on('error', () => this.closeLink(link, false));
       client.on('close', () => this.links.delete(link));
       return;
     }
     const upstream = net.connect({ host: this.targetHost, port: this.targetPort, noDelay: true });
-    const link: Link = { client, upstream, silent: false };
+    const link: Link = { client, upstream, silent: false, resetOnSend: false };
     this.links.add(link);
     const silent = () => link.silent;
+    const resetOnSend = () => {
+      if (!link.resetOnSend) return false;
+      this.closeLink(link, true);
+      return true;
+    };
     const pipes = [
-      new DelayedPipe(client, upstream, () => this.latency, silent),
+      new DelayedPipe(client, upstream, () => this.latency, silent, resetOnSend),
       new DelayedPipe(upstream, client, () => this.latency, silent),
     ];
     // A failing side fails the other; an orderly end is passed on (after the latency) by the pipes.

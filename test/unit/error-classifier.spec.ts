@@ -76,6 +76,10 @@ describe('sqlState / errorCode', () => {
     expect(sqlState(pgError('23514'))).toBe('23514');
     expect(sqlState(queryFailed('40P01'))).toBe('40P01');
     expect(sqlState(pgError('ECONNRESET'))).toBeUndefined();
+    // Five characters like a SQLSTATE, but Node error codes (no SQLSTATE class starts with E).
+    expect(sqlState(pgError('EPIPE'))).toBeUndefined();
+    expect(errorCode(pgError('EPIPE'))).toBe('EPIPE');
+    expect(sqlState(pgError('XX000'))).toBe('XX000');
     expect(sqlState(new Error('x'))).toBeUndefined();
     expect(sqlState({ code: 23514 })).toBeUndefined();
   });

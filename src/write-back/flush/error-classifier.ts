@@ -12,7 +12,8 @@ export type ErrorKind = 'transient' | 'permanent';
 export function sqlState(error: unknown): string | undefined {
   if (error === null || typeof error !== 'object') return undefined;
   const direct = (error as { code?: unknown }).code;
-  if (typeof direct === 'string' && /^[0-9A-Z]{5}$/.test(direct)) return direct;
+  // Five characters, but no SQLSTATE class starts with E: that is a Node error code such as EPIPE or EPERM.
+  if (typeof direct === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(direct)) return direct;
   // TypeORM's QueryFailedError keeps the driver error.
   const driverError = (error as { driverError?: unknown }).driverError;
   if (driverError !== undefined && driverError !== error) return sqlState(driverError);

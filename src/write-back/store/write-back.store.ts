@@ -2,6 +2,7 @@ import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { WriteBackConfigError } from '../write-back.errors.js';
+import { errorCode, sqlState } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
@@ -202,10 +203,20 @@ export class WriteBackStore {
     }
   }
 
-  /** The stored JSON text and version of `key`, or undefined. */
+  /**
+   * The stored JSON text and version of `key`, or undefined. A read is idempotent, so one that fails because its
+   * pooled connection turned out to be dead (cut by a restart, a failover or a proxy: the pool drops it) is tried
+   * again on another, up to LOAD_ATTEMPTS times; a failure to connect at all is not retried.
+   */
   async load(key: string): Promise<StoredRow | undefined> {
-    const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
-    return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
+        return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
+      } catch (error) {
+        if (attempt >= LOAD_ATTEMPTS || !isLostConnection(error)) throw error;
+      }
+    }
   }
 
   async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
@@ -288,4 +299,22 @@ function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
     firstFailedAt: row.firstFailedAt,
     lastFailedAt: row.lastFailedAt,
   };
+}
+
+/** Attempts of a `load` whose connection was lost (see `load`). */
+const LOAD_ATTEMPTS = 3;
+/** Errors of establishing a connection: Postgres is not there, another connection would fail the same way. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * An error of a connection that was established and then went away: no SQLSTATE (ECONNRESET, EPIPE, "Connection
+ * terminated"...), class 08 (connection exception) or 57P01-57P03 (the server shut down or restarted).
+ */
+export function isLostConnection(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state !== undefined) return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
+  const code = errorCode(error);
+  if (code !== undefined && CONNECT_ERRORS.has(code)) return false;
+  const message = error instanceof Error ? error.message : String(error);
+  return !/timeout/i.test(message);
 }
