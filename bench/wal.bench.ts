@@ -10,7 +10,7 @@
  * Prints one JSON object with the medians of acks/s and p50/p99 ack latency of three runs, interleaved:
  *   io-ceiling  write + fdatasync of batches of one ready-made buffer (no per-append work at all);
  *   baseline    the same with each append turning its key and value into bytes (a raw group-commit log);
- *   wal-sync    WriteAheadLog.append (framing, CRC-32, retention bookkeeping), 64 MiB segments.
+ *   wal-sync    WriteAheadLog.append (framing, CRC-32, retention bookkeeping), default (16 MiB, zero-filled) segments.
  * and the WAL's ratio to each.
  */
 import { open, mkdtemp, rm } from 'node:fs/promises';
