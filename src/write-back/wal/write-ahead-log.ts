@@ -1,5 +1,5 @@
 import { writeSync } from 'node:fs';
-import { link, open, readFile, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { errorMessage, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
 import { encodeRecord, invalidRecordReason, maxEncodedBytes, type WalRecord } from './wal-codec.js';
@@ -447,10 +447,10 @@ export class WriteAheadLog {
     this.prepared = undefined;
     if ('error' in prepared) throw new WalIoError(segment.file, 'creation', prepared.error);
     try {
-      // link, not rename: it fails if the segment exists (a segment file is never reused: an existing one means
-      // two logs share the directory).
-      await link(prepared.file, segment.file);
-      await unlink(prepared.file);
+      // A segment file is never reused: an existing one means something else writes to this directory (the
+      // directory lock keeps other logs out, so nothing can create it between this check and the rename).
+      if (await exists(segment.file)) throw new Error('the segment file exists already');
+      await rename(prepared.file, segment.file);
       await syncDirectory(this.options.dir);
     } catch (error) {
       await prepared.handle.close().catch(() => undefined);
@@ -529,6 +529,16 @@ function groupDone(group: Group): Promise<void> {
     group.reject = reject;
   });
   return group.promise;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 async function truncateFile(file: string, bytes: number): Promise<void> {

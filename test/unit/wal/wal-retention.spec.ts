@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
+import { WalIoError, WriteAheadLog } from '../../../src/write-back/wal/index.js';
 import { encodeRecordToBuffer } from '../../../src/write-back/wal/wal-codec.js';
 import { scanSegment } from '../../../src/write-back/wal/wal-reader.js';
 import { WalRetention, WalSegment } from '../../../src/write-back/wal/wal-retention.js';
@@ -159,6 +159,20 @@ describe('WriteAheadLog segments', () => {
     const { wal: reopened, recovered } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes }));
     expect(recovered.map((record) => record.key)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
     await reopened.close();
+  });
+
+  it('never overwrites an existing segment file: rotating onto one fails the log with WalIoError', async () => {
+    const dir = await tempDir();
+    const recordBytes = encodeRecordToBuffer(rec('k0', 100)).length;
+    const { wal } = await WriteAheadLog.open(syncOptions(dir, { segmentBytes: recordBytes }));
+    await wal.append(rec('k0', 100));
+    // Something else wrote the next segment's file.
+    await writeFile(join(dir, name(2)), 'not ours');
+    const error = await wal.append(rec('k1', 101)).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(WalIoError);
+    expect((error as Error).message).toMatch(/creation of .*wal-000000000002\.log failed: the segment file exists already/);
+    expect(await readFile(join(dir, name(2)), 'utf8')).toBe('not ours');
+    await wal.close();
   });
 
   it('removes a prepared file left by a crash and never replays it', async () => {
