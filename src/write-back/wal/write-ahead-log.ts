@@ -73,11 +73,11 @@ const INITIAL_CHUNK_BYTES = 64 * 1024;
 const ASYNC_BUFFER_LIMIT = 4 * 1024 * 1024;
 const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 /**
- * A group of up to this many bytes is written with `writeSync` on the event-loop thread: copying it into the page
- * cache takes ~0.1 ms for 64 KiB here, while an asynchronous write costs a thread-pool round trip whose completion
- * waits for the event loop, which the flusher can keep busy for milliseconds. (wal-sync with 256 writers and the
- * flusher running: ~50k -> ~60-65k acks/s.) Bigger groups go through the thread pool. The fdatasync is always
- * asynchronous.
+ * With wal-sync, a group of up to this many bytes is written with `writeSync` on the event-loop thread: copying it
+ * into the page cache takes ~0.1 ms for 64 KiB here, while an asynchronous write costs a thread-pool round trip
+ * whose completion waits for the event loop, which the flusher can keep busy for milliseconds (256 writers with the
+ * flusher running: ~50k -> ~60-65k acks/s). Bigger groups, and every wal-async write (nobody waits for it), go
+ * through the thread pool. The fdatasync is always asynchronous.
  */
 const INLINE_WRITE_BYTES = 1024 * 1024;
 
@@ -383,6 +383,8 @@ export class WriteAheadLog {
   }
 
   private async write(group: Group): Promise<void> {
+    // Only where a writer waits for this write (wal-sync); wal-async writes never hold up the event loop.
+    const inline = this.options.mode === 'wal-sync';
     for (const chunk of group.chunks) {
       if (this.file?.segment !== chunk.segment) await this.switchFile(chunk.segment);
       const file = this.file!;
@@ -391,7 +393,7 @@ export class WriteAheadLog {
         while (offset < chunk.length) {
           const length = chunk.length - offset;
           const bytesWritten =
-            length <= INLINE_WRITE_BYTES
+            inline && length <= INLINE_WRITE_BYTES
               ? writeSync(file.handle.fd, chunk.buf, offset, length, file.position)
               : (await file.handle.write(chunk.buf, offset, length, file.position)).bytesWritten;
           if (bytesWritten <= 0) throw new Error('the write made no progress');
