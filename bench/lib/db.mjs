@@ -57,36 +57,52 @@ export function unnestUpsertSql(table) {
     WHERE e."version" < excluded."version"`;
 }
 
+/** `count` connected pg clients. */
+export async function connectClients(url, count) {
+  const clients = [];
+  for (let c = 0; c < count; c++) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    clients.push(client);
+  }
+  return clients;
+}
+
+/** The three array parameters of the raw unnest upsert (unnestUpsertSql) for rows `from` to `from + batch - 1`. */
+export function unnestBatch(from, batch, key, json, version) {
+  const keys = new Array(batch);
+  const values = new Array(batch);
+  const versions = new Array(batch);
+  for (let j = 0; j < batch; j++) {
+    const i = from + j;
+    keys[j] = key(i);
+    values[j] = json(i);
+    versions[j] = String(version(i));
+  }
+  return [keys, values, versions];
+}
+
 /**
  * Runs the raw batched upsert in the background until `stop()`: `connections` clients, each sending batches of
  * `batch` rows over `keySpace` keys in turn (the load a flusher puts on Postgres and the disk). `stop()` resolves
  * with the rows written once every client has finished its statement and closed.
  */
 export async function startBackgroundIngest(url, table, { connections = 2, batch = 1000, keySpace = 100_000, values }) {
-  const clients = [];
-  for (let c = 0; c < connections; c++) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    clients.push(client);
-  }
+  const clients = await connectClients(url, connections);
   await createEntriesTable(clients[0], table);
   const text = unnestUpsertSql(table);
-  let version = Date.now() * 1000;
+  const base = Date.now() * 1000;
+  const key = (i) => `ingest:${i % keySpace}`;
+  const json = (i) => values[i % values.length];
+  const version = (i) => base + i;
   let seq = 0;
   let rows = 0;
   let stopped = false;
   const worker = async (client) => {
     while (!stopped) {
-      const keys = new Array(batch);
-      const json = new Array(batch);
-      const versions = new Array(batch);
-      for (let j = 0; j < batch; j++) {
-        const i = seq++;
-        keys[j] = `ingest:${i % keySpace}`;
-        json[j] = values[i % values.length];
-        versions[j] = String(version++);
-      }
-      await client.query(text, [keys, json, versions]);
+      const params = unnestBatch(seq, batch, key, json, version);
+      seq += batch;
+      await client.query(text, params);
       rows += batch;
     }
   };

@@ -4,7 +4,7 @@ import {
   VALUES, VALUE_JSON, VALUE_POOL_SIZE, check, log, median, msSummary, nsHistogram, percentile, performance, round,
   sleep, yieldLoop,
 } from '../lib/util.mjs';
-import { createEntriesTable, pg, singleUpsertSql, unnestUpsertSql } from '../lib/db.mjs';
+import { connectClients, createEntriesTable, pg, singleUpsertSql, unnestBatch, unnestUpsertSql } from '../lib/db.mjs';
 import { startService } from '../lib/service.mjs';
 
 const POOL_MASK = VALUE_POOL_SIZE - 1;
@@ -46,14 +46,12 @@ async function writeThroughBaseline(url, table, ms, callers, poolSize) {
 
 /** (b) The raw batched guarded upsert: `connections` clients, each sending batches of `batch` distinct rows. */
 async function batchedBaseline(url, table, ms, connections, batch, keyPrefix) {
-  const clients = [];
-  for (let c = 0; c < connections; c++) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    clients.push(client);
-  }
+  const clients = await connectClients(url, connections);
   const text = unnestUpsertSql(table);
   const base = Date.now() * 1000;
+  const key = (i) => `${keyPrefix}${i}`;
+  const json = (i) => VALUE_JSON[i & POOL_MASK];
+  const version = (i) => base + i;
   let seq = 0;
   const runFor = async (duration, hist) => {
     let rows = 0;
@@ -61,17 +59,10 @@ async function batchedBaseline(url, table, ms, connections, batch, keyPrefix) {
     const end = t0 + duration;
     const worker = async (client) => {
       while (performance.now() < end) {
-        const keys = new Array(batch);
-        const values = new Array(batch);
-        const versions = new Array(batch);
-        for (let j = 0; j < batch; j++) {
-          const i = seq++;
-          keys[j] = `${keyPrefix}${i}`;
-          values[j] = VALUE_JSON[i & POOL_MASK];
-          versions[j] = String(base + i);
-        }
+        const params = unnestBatch(seq, batch, key, json, version);
+        seq += batch;
         const s = performance.now();
-        await client.query(text, [keys, values, versions]);
+        await client.query(text, params);
         const e = performance.now();
         if (e <= end) {
           rows += batch;
