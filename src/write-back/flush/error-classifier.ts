@@ -39,3 +39,19 @@ export function classifyError(error: unknown): ErrorKind {
   if (state.startsWith('22') || state.startsWith('23') || state === '54000') return 'permanent';
   return 'transient';
 }
+
+/** Errors of establishing a connection: Postgres is not there, another connection would fail the same way. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * An error of a connection that was established and then went away: no SQLSTATE (ECONNRESET, EPIPE, "Connection
+ * terminated"...), class 08 (connection exception) or 57P01-57P03 (the server shut down or restarted).
+ */
+export function isLostConnection(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state !== undefined) return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
+  const code = errorCode(error);
+  if (code !== undefined && CONNECT_ERRORS.has(code)) return false;
+  const message = error instanceof Error ? error.message : String(error);
+  return !/timeout/i.test(message);
+}

@@ -2,7 +2,7 @@ import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { WriteBackConfigError } from '../write-back.errors.js';
-import { errorCode, sqlState } from '../flush/error-classifier.js';
+import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
@@ -303,18 +303,3 @@ function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
 
 /** Attempts of a `load` whose connection was lost (see `load`). */
 const LOAD_ATTEMPTS = 3;
-/** Errors of establishing a connection: Postgres is not there, another connection would fail the same way. */
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
-
-/**
- * An error of a connection that was established and then went away: no SQLSTATE (ECONNRESET, EPIPE, "Connection
- * terminated"...), class 08 (connection exception) or 57P01-57P03 (the server shut down or restarted).
- */
-export function isLostConnection(error: unknown): boolean {
-  const state = sqlState(error);
-  if (state !== undefined) return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
-  const code = errorCode(error);
-  if (code !== undefined && CONNECT_ERRORS.has(code)) return false;
-  const message = error instanceof Error ? error.message : String(error);
-  return !/timeout/i.test(message);
-}
