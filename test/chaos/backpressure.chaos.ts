@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackOverloadedError } from '../../src/write-back/index.js';
-import { Load, Sampler, report, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const MAX_DIRTY = 500;
 const LATENCY_MS = 100;
@@ -110,14 +110,7 @@ describe.each(['reject', 'block'] as const)('chaos: backpressure under load on a
     const mib = (bytes: number) => (bytes / MiB).toFixed(1);
     report(
       `backpressure-${mode}`,
-      {
-        attempted: load.attempted,
-        acknowledged: load.acknowledged,
-        rejected: load.rejected,
-        lost: verification.lost,
-        deadLettered: stats.deadLettered,
-        maxFlushLagMs: sampler.maxFlushLagMs,
-      },
+      summarize(load, verification, sampler, stats.deadLettered),
       `maxDirtyEntries ${MAX_DIRTY}, max dirty seen ${Math.max(maxDirtyAtAck, sampler.maxDirty)} (checked after every ack); ` +
         `heap after gc: before ${mib(heapBefore)} MiB, peak under load ${mib(Math.max(...heapDuring))} MiB, after ${mib(heapAfter)} MiB; ` +
         (mode === 'reject'

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackOverloadedError } from '../../src/write-back/index.js';
-import { Load, Sampler, probe, report, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const MAX_DIRTY = 5000;
 const OUTAGE_MS = 10_500;
@@ -104,14 +104,7 @@ describe.each(['reject', 'block'] as const)('chaos: Postgres unreachable for 10 
     const verification = await verifyAcked(t.schema, load.acked);
     report(
       `outage-${mode}`,
-      {
-        attempted: load.attempted,
-        acknowledged: load.acknowledged,
-        rejected: load.rejected,
-        lost: verification.lost,
-        deadLettered: stats.deadLettered,
-        maxFlushLagMs: sampler.maxFlushLagMs,
-      },
+      summarize(load, verification, sampler, stats.deadLettered),
       `outage ${OUTAGE_MS} ms, connections refused ${proxy.refused}, cut ${proxy.cutCount}, flush retries ${stats.retries}, ` +
         `ready again ${recoveredMs} ms after restore, longest ${mode === 'block' ? 'blocked' : 'acknowledged'} set ${load.maxAckMs} ms, ` +
         `max dirty ${sampler.maxDirty}/${MAX_DIRTY}, rows ${verification.rows}`,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Load, Sampler, probe, report, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const STATEMENT_TIMEOUT_MS = 1000;
 const PARTITION_MS = 3000;
@@ -60,14 +60,7 @@ describe('chaos: silent network partition', () => {
       const verification = await verifyAcked(t.schema, load.acked);
       report(
         'partition',
-        {
-          attempted: load.attempted,
-          acknowledged: load.acknowledged,
-          rejected: load.rejected,
-          lost: verification.lost,
-          deadLettered: stats.deadLettered,
-          maxFlushLagMs: sampler.maxFlushLagMs,
-        },
+        summarize(load, verification, sampler, stats.deadLettered),
         `silent partition ${PARTITION_MS} ms; recovered ${recoveredMs} ms after the network came back`,
       );
       expect(verification.lostKeys).toEqual([]);

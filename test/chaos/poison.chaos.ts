@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WriteBackDeadLetter } from '../../src/write-back/index.js';
-import { Load, Sampler, canonical, connectRetrying, report, sleep, startChaosApp, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, canonical, connectRetrying, report, summarize, sleep, startChaosApp, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const MAX_RETRIES = 2;
 const KEYS_PER_WRITER = 300;
@@ -113,14 +113,7 @@ describe('chaos: poison rows among good ones under load', () => {
     await sql.end();
     report(
       'poison',
-      {
-        attempted: load.attempted,
-        acknowledged: load.acknowledged,
-        rejected: load.rejected,
-        lost: after.lost,
-        deadLettered: letters.length,
-        maxFlushLagMs: sampler.maxFlushLagMs,
-      },
+      summarize(load, after, sampler, letters.length),
       `${ackedPoison.length} poison writes (${((100 * ackedPoison.length) / load.acknowledged).toFixed(2)}%), each dead-lettered once ` +
         `(23514, ${MAX_RETRIES} attempts); ${windows} half-second windows, none without commits; replayed after the fix: ` +
         `${outcomes.get('committed') ?? 0} committed in ${replayMs} ms; load ${loadMs} ms, final flush ${flushMs} ms; rows ${after.rows}`,

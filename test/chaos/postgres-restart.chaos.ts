@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPglite } from '../support/e2e.js';
-import { Load, Sampler, report, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const run = promisify(execFile);
 
@@ -71,14 +71,7 @@ describe('chaos: Postgres server restart under load', () => {
     const verification = await verifyAcked(t.schema, load.acked);
     report(
       'postgres-restart',
-      {
-        attempted: load.attempted,
-        acknowledged: load.acknowledged,
-        rejected: load.rejected,
-        lost: verification.lost,
-        deadLettered: stats.deadLettered,
-        maxFlushLagMs: sampler.maxFlushLagMs,
-      },
+      summarize(load, verification, sampler, stats.deadLettered),
       `pg_ctlcluster ${version} main restart took ${restartMs} ms; flusher caught up ${recoveredMs} ms later; ` +
         `flush retries ${stats.retries}, last error ${stats.lastError?.code ?? 'none'}; rows ${verification.rows}`,
     );

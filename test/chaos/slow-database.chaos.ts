@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isPglite } from '../support/e2e.js';
-import { Load, Sampler, probe, report, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
 
 const LATENCY_MS = 150;
 const MAX_FLUSH_LAG_MS = 500;
@@ -79,14 +79,7 @@ describe('chaos: slow database (added latency) under load', () => {
     const verification = await verifyAcked(t.schema, load.acked);
     report(
       'slow-database',
-      {
-        attempted: load.attempted,
-        acknowledged: load.acknowledged,
-        rejected: load.rejected,
-        lost: verification.lost,
-        deadLettered: stats.deadLettered,
-        maxFlushLagMs: sampler.maxFlushLagMs,
-      },
+      summarize(load, verification, sampler, stats.deadLettered),
       `latency ${LATENCY_MS} ms per chunk each way; rows flushed/s: baseline ${Math.round(baselineRate)}, ` +
         `slow ${Math.round(slowRate)}, draining after restore ${Math.round(drainRate)}; lag: baseline max ${baselineLag} ms, ` +
         `slow ${slowLag} ms, back under ${MAX_FLUSH_LAG_MS} ms ${recoveredAt - restoredAt} ms after restore, ` +

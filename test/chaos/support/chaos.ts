@@ -324,6 +324,18 @@ export interface ScenarioSummary {
   maxFlushLagMs: number;
 }
 
+/** The figures `report` prints, from what a scenario's load, verification and sampler measured. */
+export function summarize(load: Load, verification: Verification, sampler: Sampler, deadLettered: number): ScenarioSummary {
+  return {
+    attempted: load.attempted,
+    acknowledged: load.acknowledged,
+    rejected: load.rejected,
+    lost: verification.lost,
+    deadLettered,
+    maxFlushLagMs: sampler.maxFlushLagMs,
+  };
+}
+
 /** The one line per scenario the issue asks for. */
 export function report(name: string, summary: ScenarioSummary, details?: string): string {
   const line =

@@ -6,8 +6,9 @@ import {
   WriteBackWriteThroughError,
   type FlushReport,
 } from '../../../src/write-back/index.js';
-import type { TcpProxy } from '../../support/tcp-proxy.js';
-import { freshSchema } from '../../support/e2e.js';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { TcpProxy } from '../../support/tcp-proxy.js';
+import { databaseUrl, freshSchema } from '../../support/e2e.js';
 import { canonical, connectRetrying, sleep, startChaosApp, type ChaosApp } from './chaos.js';
 
 /**
@@ -344,4 +345,24 @@ export async function checkModel(proxy: TcpProxy, options: ModelCheckOptions, la
   }
   process.stdout.write(`[model ${label}] ${details.numRuns} histories passed in ${ms} ms (seed ${details.seed}${details.interrupted ? ', stopped at the time limit' : ''})\n`);
   return { runs: details.numRuns, seed: details.seed, ms };
+}
+
+/**
+ * Registers the model-check spec: a fault-injection proxy in front of the run's database for the suite, and one
+ * test running `checkModel` with `options` (the e2e suite runs a small check, the chaos suite a large one).
+ */
+export function describeModelCheck(title: string, label: string, options: ModelCheckOptions, testTimeoutMs: number): void {
+  describe(title, () => {
+    let proxy: TcpProxy;
+    beforeAll(async () => {
+      proxy = await TcpProxy.start(databaseUrl());
+    });
+    afterAll(async () => {
+      await proxy?.close();
+    });
+
+    it('every get reads the latest accepted write, and the table equals the model after the final flush', async () => {
+      await checkModel(proxy, options, label);
+    }, testTimeoutMs);
+  });
 }
