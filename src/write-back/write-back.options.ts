@@ -52,10 +52,19 @@ export interface WriteBackModuleOptions {
    */
   batchSize?: number;
   /**
-   * Batches written in parallel, each on its own connection.
+   * Most batches written in parallel, each on its own connection. The flusher writes one batch at a time while it
+   * keeps up, and up to this many once it falls behind (see `flushScaleUpLagMs`), when the dirty set is half of
+   * `maxDirtyEntries`, or while `flush()` or a shutdown drain waits.
    * @default 2
    */
   flushConcurrency?: number;
+  /**
+   * How long, in ms, the next queued write may wait before the flusher writes more than one batch at a time (up to
+   * `flushConcurrency`). Below it a second connection would only re-write hot keys sooner, taking CPU from the
+   * application and Postgres. `0` always writes `flushConcurrency` batches at once (lowest lag, most load).
+   * @default flushIntervalMs
+   */
+  flushScaleUpLagMs?: number;
   /**
    * Most clean (flushed or loaded) entries kept in memory, evicted least-recently-used. Dirty entries are not counted.
    * @default 100000
@@ -219,6 +228,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   // 65,535 bind parameters do not limit us (arrays are one parameter each), memory per statement does.
   batchSize: [1, 50_000],
   flushConcurrency: [1, 64],
+  flushScaleUpLagMs: [0, 3_600_000],
   maxEntries: [1, 100_000_000],
   maxDirtyEntries: [1, 100_000_000],
   backpressureTimeoutMs: [0, 3_600_000],
@@ -271,6 +281,7 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions): Resolv
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const resolved = { ...WRITE_BACK_DEFAULTS, ...defined } as ResolvedWriteBackOptions;
   resolved.poolSize ??= resolved.flushConcurrency + 4;
+  resolved.flushScaleUpLagMs ??= resolved.flushIntervalMs;
   resolved.dirtyHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyEntries * 0.8));
 
   if (!resolved.url === !resolved.dataSource) {

@@ -259,6 +259,23 @@ describe('DirtySet', () => {
     });
   });
 
+  describe('oldestQueuedSince()', () => {
+    it('is the since of the longest-waiting queued entry across priorities and retries; in-flight entries do not count', () => {
+      const dirty = new DirtySet();
+      expect(dirty.oldestQueuedSince()).toBeUndefined();
+      dirty.write('b', '1', 1, LOW, 50);
+      dirty.write('a', '1', 2, NORMAL, 100);
+      dirty.write('c', '1', 3, HIGH, 200);
+      expect(dirty.oldestQueuedSince()).toBe(50);
+      const taken = dirty.take(3); // c, a, b: all in flight
+      expect(dirty.oldestQueuedSince()).toBeUndefined();
+      expect(dirty.oldestSince()).toBe(50);
+      dirty.release(taken[1]); // a failed: queued for retry
+      dirty.write('d', '1', 4, NORMAL, 300);
+      expect(dirty.oldestQueuedSince()).toBe(100);
+    });
+  });
+
   describe('oldestSince()', () => {
     it('is undefined when nothing is dirty', () => {
       expect(new DirtySet().oldestSince()).toBeUndefined();

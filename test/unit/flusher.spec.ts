@@ -137,6 +137,9 @@ const DEFAULTS: FlusherOptions = {
   highPriorityDelayMs: 10,
   batchSize: 100,
   flushConcurrency: 2,
+  // Most tests check what runs at full concurrency; the 'scaling' tests below set the module's default.
+  flushScaleUpLagMs: 0,
+  maxDirtyEntries: 1_000_000,
   maxRetries: 3,
   retryBaseDelayMs: 100,
   retryMaxDelayMs: 10_000,
@@ -376,6 +379,71 @@ describe('Flusher', () => {
         await advance(0);
       }
       expect(sink.maxConcurrent).toBe(2);
+    });
+
+    describe('scaling (flushScaleUpLagMs)', () => {
+      it('writes one batch at a time while it keeps up, and flushConcurrency once the next queued write waited flushScaleUpLagMs', async () => {
+        const { sink, write } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 1000 });
+        sink.hold();
+        for (let i = 0; i < 100; i++) write(`k${i}`, i);
+        await advance(0); // a full batch starts a flush at once: one worker
+        expect(sink.concurrent).toBe(1);
+        await advance(999);
+        expect(sink.concurrent).toBe(1);
+        expect(sink.calls).toHaveLength(1);
+        await advance(1); // the tick sees the queue head 1000 ms old: behind
+        expect(sink.concurrent).toBe(3);
+        sink.release();
+        await advance(0);
+        expect(sink.table.size).toBe(100);
+        expect(sink.maxConcurrent).toBe(3);
+      });
+
+      it('goes back to one batch at a time once caught up, and two workers finishing together leave exactly one', async () => {
+        const { sink, write } = setup({ batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 1000 });
+        sink.hold();
+        for (let i = 0; i < 20; i++) write(`old${i}`, i);
+        await advance(1000);
+        expect(sink.concurrent).toBe(2); // the second batch waited 1000 ms
+        await advance(500);
+        for (let i = 0; i < 30; i++) write(`new${i}`, i); // queued now: not behind
+        sink.release(true);
+        await advance(0);
+        // Both workers finished at once and re-checked: one exits, the other takes the next batch.
+        expect(sink.concurrent).toBe(1);
+        expect(sink.waiting).toBe(1);
+        sink.release();
+        await advance(0);
+        expect(sink.table.size).toBe(50);
+      });
+
+      it('writes flushConcurrency batches while flush() waits', async () => {
+        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 60_000 });
+        sink.hold();
+        for (let i = 0; i < 100; i++) write(`k${i}`, i);
+        await advance(0);
+        expect(sink.concurrent).toBe(1);
+        const flushed = observe(flusher.flush());
+        await advance(0);
+        expect(sink.concurrent).toBe(3);
+        sink.release();
+        await advance(0);
+        expect(flushed.value?.committed).toBe(100);
+      });
+
+      it('writes flushConcurrency batches once the dirty set holds half of maxDirtyEntries', async () => {
+        const { sink, write } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 60_000, maxDirtyEntries: 100 });
+        sink.hold();
+        for (let i = 0; i < 49; i++) write(`k${i}`, i);
+        await advance(0);
+        expect(sink.concurrent).toBe(1);
+        write('k49', 49);
+        await advance(1000); // the next tick sees 50 of 100 dirty
+        expect(sink.concurrent).toBe(3);
+        sink.release();
+        await advance(0);
+        expect(sink.table.size).toBe(50);
+      });
     });
 
     it('flushConcurrency 1 writes one batch at a time', async () => {

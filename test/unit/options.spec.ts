@@ -59,6 +59,12 @@ describe('resolveWriteBackOptions', () => {
     expect(resolveWriteBackOptions({ url: URL, maxDirtyEntries: 1000, dirtyHighWatermark: 5 }).dirtyHighWatermark).toBe(5);
   });
 
+  it('defaults flushScaleUpLagMs to flushIntervalMs, and takes 0 (always flushConcurrency batches at once)', () => {
+    expect(resolveWriteBackOptions({ url: URL, flushIntervalMs: 250 }).flushScaleUpLagMs).toBe(250);
+    expect(resolveWriteBackOptions({ url: URL, flushIntervalMs: 250, flushScaleUpLagMs: 0 }).flushScaleUpLagMs).toBe(0);
+    expect(() => resolveWriteBackOptions({ url: URL, flushScaleUpLagMs: -1 })).toThrow(/flushScaleUpLagMs/);
+  });
+
   it('accepts an existing DataSource instead of a url', () => {
     const resolved = resolveWriteBackOptions({ dataSource: fakeDataSource });
     expect(resolved.dataSource).toBe(fakeDataSource);

@@ -256,6 +256,23 @@ export class DirtySet {
     return oldest;
   }
 
+  /**
+   * When the longest-waiting queued entry (not in flight) was first written, or undefined when none is queued. Reads
+   * only the heads of the six queues, each in the order its entries joined it. Not exact like
+   * {@link oldestSince}: an entry that joined a queue late (re-queued by complete(), moved up by a priority
+   * upgrade) keeps its older `since` behind newer heads. Cheap enough for the flusher to call after every batch.
+   */
+  oldestQueuedSince(): number | undefined {
+    let oldest: number | undefined;
+    for (let rank = 0; rank < 3; rank++) {
+      const retry = this.retryQueues[rank].head;
+      if (retry !== null && (oldest === undefined || retry.since < oldest)) oldest = retry.since;
+      const fresh = this.freshQueues[rank].head;
+      if (fresh !== null && (oldest === undefined || fresh.since < oldest)) oldest = fresh.since;
+    }
+    return oldest;
+  }
+
   /** Key -> version of every dirty entry: what a `flush()` called now must see persisted. */
   snapshotVersions(): Map<string, number> {
     const versions = new Map<string, number>();

@@ -30,6 +30,10 @@ export interface FlusherOptions {
   highPriorityDelayMs: number;
   batchSize: number;
   flushConcurrency: number;
+  /** Beyond one batch at a time, more (up to flushConcurrency) run only once the next queued write waited this long. */
+  flushScaleUpLagMs: number;
+  /** ... or once the dirty set holds half of this. */
+  maxDirtyEntries: number;
   maxRetries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
@@ -89,9 +93,12 @@ const MAX_BATCH_CHARS = 32 * 1024 * 1024;
 /**
  * Moves dirty entries to Postgres in batches: a self-rescheduling timer ticks every `flushIntervalMs` (earlier
  * when `batchSize` entries are queued or a `high` write arrives) and starts a round unless one is running; a
- * round runs `flushConcurrency` workers that take batches until nothing is queued. Transient failures put the
- * batch back and back off behind a circuit breaker; permanent ones split the batch until the bad rows are
- * alone, and dead-letter each after `maxRetries` attempts.
+ * round runs workers that take batches until nothing is queued: one while it keeps up, `flushConcurrency` once it
+ * falls behind (the next queued write has waited `flushScaleUpLagMs`, or the dirty set is half of
+ * `maxDirtyEntries`) or someone waits in `flush()` or a drain. A second connection that only re-writes hot keys
+ * sooner takes CPU from the application and Postgres, and coalesces less. The count is re-checked after every
+ * batch. Transient failures put the batch back and back off behind a circuit breaker; permanent ones split the
+ * batch until the bad rows are alone, and dead-letter each after `maxRetries` attempts.
  *
  * Plain TypeScript (no Nest): the timer, clock and sink are injected, so it runs under fake timers.
  */
@@ -118,6 +125,8 @@ export class Flusher {
   private round: Promise<void> | undefined;
   private roundWorkers: Promise<void>[] = [];
   private activeWorkers = 0;
+  /** Workers the flusher wants now: 1, or flushConcurrency when behind (see {@link targetWorkers}). */
+  private wantedWorkers = 1;
   private timerDueAt = Number.POSITIVE_INFINITY;
   private timerRunning = false;
   private closed = false;
@@ -170,7 +179,7 @@ export class Flusher {
     if (!this.timerRunning) return;
     if (this.round !== undefined) {
       // A full batch is waiting while a worker of the running round is idle: put it to work.
-      if (this.activeWorkers < this.options.flushConcurrency && this.dirty.queuedCount >= this.options.batchSize) this.topUpWorkers();
+      if (this.activeWorkers < this.wantedWorkers && this.dirty.queuedCount >= this.options.batchSize) this.topUpWorkers();
       return;
     }
     if (this.dirty.queuedCount >= this.options.batchSize) this.arm(0);
@@ -273,8 +282,9 @@ export class Flusher {
     this.arm(this.options.flushIntervalMs);
   }
 
-  /** Starts a round, or tops up the running one to `flushConcurrency` workers. */
+  /** Starts a round, or tops up the running one to the workers wanted now. */
   private startRound(): Promise<void> {
+    this.wantedWorkers = this.targetWorkers();
     if (this.round === undefined) {
       this.round = this.runRound().finally(() => {
         this.round = undefined;
@@ -296,22 +306,43 @@ export class Flusher {
   }
 
   private topUpWorkers(): void {
-    while (this.activeWorkers < this.options.flushConcurrency && this.dirty.queuedCount > 0) {
+    // Counted, not `while (active < wanted)`: a worker stopped by the breaker returns (and counts down) at once.
+    for (let missing = this.wantedWorkers - this.activeWorkers; missing > 0 && this.dirty.queuedCount > 0; missing--) {
       this.activeWorkers++;
-      this.roundWorkers.push(
-        this.worker().finally(() => {
-          this.activeWorkers--;
-        }),
-      );
+      this.roundWorkers.push(this.worker());
     }
   }
 
+  /**
+   * One batch at a time until nothing is queued. After each batch it re-checks how many workers are wanted: it
+   * exits if there are more than that, or starts the missing ones. The count drops in `finally`, synchronously
+   * with the decision, so two workers finishing together never both exit.
+   */
   private async worker(): Promise<void> {
-    while (!this.closed && this.breaker.waitMs(this.now()) === 0) {
-      const items = this.dirty.take(this.options.batchSize, MAX_BATCH_CHARS);
-      if (items.length === 0) return;
-      await this.track(this.writeItems(items));
+    try {
+      while (!this.closed && this.breaker.waitMs(this.now()) === 0) {
+        const items = this.dirty.take(this.options.batchSize, MAX_BATCH_CHARS);
+        if (items.length === 0) return;
+        await this.track(this.writeItems(items));
+        this.wantedWorkers = this.targetWorkers();
+        if (this.activeWorkers > this.wantedWorkers) return;
+        this.topUpWorkers();
+      }
+    } finally {
+      this.activeWorkers--;
     }
+  }
+
+  /**
+   * One worker while the flusher keeps up; `flushConcurrency` when it is behind: the next queued write has waited
+   * at least `flushScaleUpLagMs` (the backlog grows faster than one connection drains it), the dirty set is half
+   * of `maxDirtyEntries` (writers would soon wait for room), or a `flush()` or drain is waiting.
+   */
+  private targetWorkers(): number {
+    const max = this.options.flushConcurrency;
+    if (max === 1 || this.waiters.size > 0 || this.dirty.size * 2 >= this.options.maxDirtyEntries) return max;
+    const since = this.dirty.oldestQueuedSince();
+    return since !== undefined && this.now() - since >= this.options.flushScaleUpLagMs ? max : 1;
   }
 
   private async driveUntilDone(waiter: Waiter): Promise<void> {
