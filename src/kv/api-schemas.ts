@@ -129,6 +129,9 @@ export class StatsResponse implements WriteBackStats {
   @ApiProperty({ type: 'integer' })
   inFlight!: number;
 
+  @ApiProperty({ type: 'integer', description: 'Batch writes running now: 1 while the flusher keeps up, up to flushConcurrency when behind.' })
+  flushWorkers!: number;
+
   @ApiProperty({ type: () => QueuedByPriority })
   queued!: QueuedByPriority;
 
@@ -213,7 +216,7 @@ export class HealthCheckResponse {
     additionalProperties: true,
     nullable: true,
     description: 'Indicators that are up.',
-    example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, circuit: 'closed', deadLetters: 0 } },
+    example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, flushWorkers: 0, circuit: 'closed', deadLetters: 0 } },
   })
   info?: Record<string, unknown>;
 
@@ -230,9 +233,9 @@ export class HealthCheckResponse {
     type: 'object',
     additionalProperties: true,
     description:
-      'Every indicator. Readiness: `writeBack` with status, dirty, flushLagMs, inFlight, lastFlushAt, lastError, ' +
+      'Every indicator. Readiness: `writeBack` with status, dirty, flushLagMs, inFlight, flushWorkers, lastFlushAt, lastError, ' +
       'deadLetters, circuit, walBytes and, when down, reasons. Liveness: status, flushLoop, sinceLastTickMs.',
-    example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, circuit: 'closed', deadLetters: 0 } },
+    example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, flushWorkers: 0, circuit: 'closed', deadLetters: 0 } },
   })
   details!: Record<string, unknown>;
 }

@@ -45,6 +45,8 @@ export interface WriteBackStats {
   /** Unflushed entries, in flight included. */
   dirty: number;
   inFlight: number;
+  /** Batch writes running now: 1 while the flusher keeps up, up to `flushConcurrency` while it is behind. */
+  flushWorkers: number;
   queued: Record<WriteBackPriority, number>;
   cleanEntries: number;
   /** Age of the oldest unflushed write, ms (0 when nothing is dirty). */
@@ -199,6 +201,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       deadLettered: flush.deadLettered,
       dirty: this.cache.dirty.size,
       inFlight: this.cache.dirty.inFlightCount,
+      flushWorkers: this.flusher.workers,
       queued: this.cache.dirty.queuedByPriority(),
       cleanEntries: this.cache.clean.size,
       flushLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackFlushTimeoutError, WriteBackHealthIndicator } from '../../src/write-back/index.js';
-import { startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, isPglite, lockTable, startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
 
 describe('health indicator', () => {
   let t: WriteBackTestApp | undefined;
@@ -54,6 +54,31 @@ describe('health indicator', () => {
     await expect(t.service.flush()).resolves.toMatchObject({ committed: 1 });
     expect((await health.isReady()).writeBack).toMatchObject({ status: 'up', circuit: 'closed' });
   });
+
+  it.skipIf(isPglite())(
+    `one batch write at a time while the flusher keeps up, flushConcurrency once the queue waited flushScaleUpLagMs: in stats and readiness (${NEEDS_SERVER})`,
+    async () => {
+      t = await startWriteBack({ autoFlush: true, flushIntervalMs: 50, batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 200 });
+      const health = t.app.get(WriteBackHealthIndicator);
+      expect(t.service.stats().flushWorkers).toBe(0);
+      const lock = await lockTable(t);
+      try {
+        for (let i = 0; i < 40; i++) await t.service.set(`w${i}`, i);
+        // The first batch blocks on the lock; the rest of the queue is young, so no second connection yet.
+        await until(() => t!.service.stats().inFlight === 10, 2000, 'the first batch to be in flight');
+        expect(t.service.stats().flushWorkers).toBe(1);
+        // Once the queue head has waited 200 ms, the next tick adds the second writer.
+        await until(() => t!.service.stats().inFlight === 20, 3000, 'a second batch in flight');
+        expect(t.service.stats().flushWorkers).toBe(2);
+        expect((await health.isReady()).writeBack).toMatchObject({ flushWorkers: 2, inFlight: 20 });
+      } finally {
+        await lock.release();
+      }
+      await t.service.flush();
+      expect(t.service.stats()).toMatchObject({ dirty: 0, flushWorkers: 0 });
+      expect((await t.sql.query('SELECT count(*)::int AS n FROM write_back_entries')).rows[0].n).toBe(40);
+    },
+  );
 
   it('liveness is down only when the flush timer stops ticking', async () => {
     t = await startWriteBack({ autoFlush: true, flushIntervalMs: 20, livenessStallIntervals: 3 });

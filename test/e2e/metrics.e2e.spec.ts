@@ -48,6 +48,7 @@ describe('Prometheus metrics', () => {
     expect(sample(flushed, 'write_back_flushes_total')).toBe(1);
     expect(sample(flushed, 'write_back_flush_duration_seconds_count')).toBe(1);
     expect(sample(flushed, 'write_back_circuit_open')).toBe(0);
+    expect(sample(flushed, 'write_back_flush_workers')).toBe(0);
     expect(t.app.get(WriteBackMetrics)).toBeInstanceOf(WriteBackMetrics);
   });
 });

@@ -383,20 +383,23 @@ describe('Flusher', () => {
 
     describe('scaling (flushScaleUpLagMs)', () => {
       it('writes one batch at a time while it keeps up, and flushConcurrency once the next queued write waited flushScaleUpLagMs', async () => {
-        const { sink, write } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 1000 });
+        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 1000 });
         sink.hold();
         for (let i = 0; i < 100; i++) write(`k${i}`, i);
         await advance(0); // a full batch starts a flush at once: one worker
         expect(sink.concurrent).toBe(1);
         await advance(999);
         expect(sink.concurrent).toBe(1);
+        expect(flusher.workers).toBe(1);
         expect(sink.calls).toHaveLength(1);
         await advance(1); // the tick sees the queue head 1000 ms old: behind
         expect(sink.concurrent).toBe(3);
+        expect(flusher.workers).toBe(3);
         sink.release();
         await advance(0);
         expect(sink.table.size).toBe(100);
         expect(sink.maxConcurrent).toBe(3);
+        expect(flusher.workers).toBe(0);
       });
 
       it('goes back to one batch at a time once caught up, and two workers finishing together leave exactly one', async () => {

@@ -166,6 +166,11 @@ export class Flusher {
     this.timer.clear();
   }
 
+  /** Batch writers running now: 1 while the flusher keeps up, up to `flushConcurrency` while it is behind. */
+  get workers(): number {
+    return this.activeWorkers;
+  }
+
   get isTimerRunning(): boolean {
     return this.timerRunning;
   }

@@ -72,6 +72,7 @@ export class WriteBackHealthIndicator implements OnModuleInit {
         dirty: stats.dirty,
         flushLagMs: stats.flushLagMs,
         inFlight: stats.inFlight,
+        flushWorkers: stats.flushWorkers,
         lastFlushAt: stats.lastFlushAt,
         lastError: stats.lastError,
         deadLetters,

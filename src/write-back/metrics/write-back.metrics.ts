@@ -28,6 +28,7 @@ const COUNTERS: [CounterStat, string, string][] = [
 const GAUGES: [string, string, (stats: WriteBackStats) => number][] = [
   ['write_back_dirty_entries', 'Unflushed entries (in flight included).', (s) => s.dirty],
   ['write_back_in_flight_entries', 'Entries being written now.', (s) => s.inFlight],
+  ['write_back_flush_workers', 'Batch writes running now (1 while the flusher keeps up, up to flushConcurrency when behind).', (s) => s.flushWorkers],
   ['write_back_clean_entries', 'Clean entries cached.', (s) => s.cleanEntries],
   ['write_back_flush_lag_seconds', 'Age of the oldest unflushed write.', (s) => s.flushLagMs / 1000],
   ['write_back_wal_bytes', 'Bytes of records in the write-ahead log segment files.', (s) => s.walBytes],
