@@ -831,6 +831,22 @@ describe('Flusher', () => {
       expect(draining.value).toBe(4);
     });
 
+    it('a batch that fails after the drain gave up is left dirty, and its log promises no retry', async () => {
+      const { sink, write, flusher, dirty, logger } = setup({ batchSize: 3, flushConcurrency: 1 });
+      for (let i = 0; i < 3; i++) write(`k${i}`, i);
+      sink.hold();
+      await advance(1000);
+      const draining = observe(flusher.drain(100));
+      await advance(100);
+      expect(draining.value).toBe(3);
+      sink.down = true; // the DataSource is closed under the batch that was still in flight
+      sink.release();
+      await advance(0);
+      expect(dirty.size).toBe(3);
+      expect(logger.warn).toHaveBeenLastCalledWith(expect.stringMatching(/after shutdown began .*left dirty, not retried/));
+      expect(logger.warn).not.toHaveBeenLastCalledWith(expect.stringMatching(/retry in/));
+    });
+
     it('stops the timer: no more rounds after drain', async () => {
       const { sink, write, flusher } = setup();
       sink.down = true;

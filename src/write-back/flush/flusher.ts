@@ -403,9 +403,16 @@ export class Flusher {
     this.counters.flushErrors++;
     this.lastError = { code, message: errorMessage(error), at: new Date() };
     if (classifyError(error) === 'transient') {
+      for (const item of items) this.dirty.release(item);
+      if (this.closed) {
+        // The drain gave up and the connection is being closed under this batch: nothing will retry it now.
+        this.logger.warn(
+          `Flush of ${items.length} entries failed after shutdown began (${code ?? 'no code'}: ${errorMessage(error)}); left dirty, not retried`,
+        );
+        return;
+      }
       const delay = this.breaker.recordFailure(this.now());
       this.counters.retries++;
-      for (const item of items) this.dirty.release(item);
       this.logger.warn(
         `Flush of ${items.length} entries failed (${code ?? 'no code'}: ${errorMessage(error)}); ` +
           `kept dirty, retry in ${delay} ms (consecutive failures: ${this.breaker.consecutiveFailures})`,
