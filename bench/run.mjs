@@ -115,6 +115,7 @@ async function main() {
       loadAverage: { start: loadStart, end: os.loadavg().map((x) => Number(x.toFixed(2))) },
       git: { commit: git('rev-parse', 'HEAD'), uncommittedFiles: (git('status', '--porcelain') ?? '').split('\n').filter(Boolean).length },
       build: process.env.BENCH_DIST ?? 'dist (npm run build)',
+      serviceOptionOverrides: process.env.BENCH_SERVICE_OPTIONS ? JSON.parse(process.env.BENCH_SERVICE_OPTIONS) : null,
       database: `${dbName} (created for the run, dropped at the end)`,
       profileDir: profileDir ?? null,
     },

@@ -15,6 +15,12 @@ const { WriteBackModule, WriteBackService, resolveWriteBackOptions, WriteBackCon
 
 export { WriteBackService, resolveWriteBackOptions, WriteBackConfigError };
 
+/**
+ * Module options every scenario's service gets on top of its own (JSON in BENCH_SERVICE_OPTIONS), to compare a
+ * setting in the same harness: `BENCH_SERVICE_OPTIONS='{"flushScaleUpLagMs":0}' node bench/run.mjs --only=set`.
+ */
+export const serviceOverrides = process.env.BENCH_SERVICE_OPTIONS ? JSON.parse(process.env.BENCH_SERVICE_OPTIONS) : {};
+
 let schemaCounter = 0;
 /** A fresh schema name: every scenario (and step) gets its own write_back_entries table. */
 export function freshSchema(tag) {
@@ -57,7 +63,7 @@ export class BenchLogger {
 export async function startService(url, options = {}, tag = 'svc') {
   const logger = new BenchLogger();
   const schema = options.schema ?? freshSchema(tag);
-  const moduleOptions = { url, schema, shutdownTimeoutMs: 2000, ...options };
+  const moduleOptions = { url, schema, shutdownTimeoutMs: 2000, ...options, ...serviceOverrides };
   const app = await NestFactory.createApplicationContext(WriteBackModule.forRoot(moduleOptions), {
     logger,
     abortOnError: false,
