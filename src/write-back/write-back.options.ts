@@ -54,7 +54,7 @@ export interface WriteBackModuleOptions {
   /**
    * Most batches written in parallel, each on its own connection. The flusher writes one batch at a time while it
    * keeps up, and up to this many once it falls behind (see `flushScaleUpLagMs`), when the dirty set is half of
-   * `maxDirtyEntries`, or while `flush()` or a shutdown drain waits.
+   * `maxDirtyEntries`, while a `high` write is queued, or while `flush()` or a shutdown drain waits.
    * @default 2
    */
   flushConcurrency?: number;

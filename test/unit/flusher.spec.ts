@@ -56,6 +56,11 @@ class MemorySink implements FlushSink {
     for (const open of gates) open();
   }
 
+  /** Lets the oldest waiting write go on; the others keep waiting. */
+  releaseFirst(): void {
+    this.gates.shift()?.();
+  }
+
   get waiting(): number {
     return this.gates.length;
   }
@@ -418,6 +423,43 @@ describe('Flusher', () => {
         sink.release();
         await advance(0);
         expect(sink.table.size).toBe(50);
+      });
+
+      it('a high write does not wait behind the batch in flight: it gets another connection at once', async () => {
+        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 60_000 });
+        sink.hold();
+        for (let i = 0; i < 30; i++) write(`k${i}`, i);
+        await advance(0);
+        expect(sink.concurrent).toBe(1);
+        write('urgent', 1, HIGH);
+        await advance(0);
+        expect(sink.concurrent).toBe(2);
+        expect(sink.calls[1][0].key).toBe('urgent');
+        sink.release(true);
+        await advance(0);
+        // Nothing high is queued any more and nothing is late: back to one connection.
+        expect(flusher.workers).toBe(1);
+        sink.release();
+        await advance(0);
+        expect(sink.table.size).toBe(31);
+      });
+
+      it('a worker that finishes while a high write is queued keeps going instead of scaling down', async () => {
+        const { sink, write } = setup({ batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 60_000 });
+        sink.hold();
+        for (let i = 0; i < 30; i++) write(`k${i}`, i);
+        await advance(0);
+        write('high1', 1, HIGH);
+        await advance(0);
+        expect(sink.concurrent).toBe(2);
+        write('high2', 2, HIGH); // both connections busy: it waits for the first to finish
+        sink.releaseFirst();
+        await advance(0);
+        expect(sink.concurrent).toBe(2);
+        expect(sink.calls[2][0].key).toBe('high2');
+        sink.release();
+        await advance(0);
+        expect(sink.table.size).toBe(32);
       });
 
       it('writes flushConcurrency batches while flush() waits', async () => {

@@ -125,6 +125,11 @@ export class DirtySet {
     return this.entries.size - this.inFlightEntries;
   }
 
+  /** Queued `high` entries (fresh or to retry). */
+  get queuedHighCount(): number {
+    return this.retryQueues[0].size + this.freshQueues[0].size;
+  }
+
   get(key: string): DirtyEntry | undefined {
     return this.entries.get(key);
   }

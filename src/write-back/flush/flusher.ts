@@ -95,7 +95,7 @@ const MAX_BATCH_CHARS = 32 * 1024 * 1024;
  * when `batchSize` entries are queued or a `high` write arrives) and starts a round unless one is running; a
  * round runs workers that take batches until nothing is queued: one while it keeps up, `flushConcurrency` once it
  * falls behind (the next queued write has waited `flushScaleUpLagMs`, or the dirty set is half of
- * `maxDirtyEntries`) or someone waits in `flush()` or a drain. A second connection that only re-writes hot keys
+ * `maxDirtyEntries`), a `high` write is queued, or someone waits in `flush()` or a drain. A second connection that only re-writes hot keys
  * sooner takes CPU from the application and Postgres, and coalesces less. The count is re-checked after every
  * batch. Transient failures put the batch back and back off behind a circuit breaker; permanent ones split the
  * batch until the bad rows are alone, and dead-letter each after `maxRetries` attempts.
@@ -183,8 +183,12 @@ export class Flusher {
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
     if (this.round !== undefined) {
-      // A full batch is waiting while a worker of the running round is idle: put it to work.
-      if (this.activeWorkers < this.wantedWorkers && this.dirty.queuedCount >= this.options.batchSize) this.topUpWorkers();
+      // A `high` write may use every connection (it must not wait behind a batch in flight); a full batch may use
+      // a wanted worker that is idle. Either way, put it to work now.
+      if (rank === 0) this.wantedWorkers = this.options.flushConcurrency;
+      if (this.activeWorkers < this.wantedWorkers && (rank === 0 || this.dirty.queuedCount >= this.options.batchSize)) {
+        this.topUpWorkers();
+      }
       return;
     }
     if (this.dirty.queuedCount >= this.options.batchSize) this.arm(0);
@@ -341,11 +345,14 @@ export class Flusher {
   /**
    * One worker while the flusher keeps up; `flushConcurrency` when it is behind: the next queued write has waited
    * at least `flushScaleUpLagMs` (the backlog grows faster than one connection drains it), the dirty set is half
-   * of `maxDirtyEntries` (writers would soon wait for room), or a `flush()` or drain is waiting.
+   * of `maxDirtyEntries` (writers would soon wait for room), a `high` write is queued (it must not wait behind a
+   * batch in flight), or a `flush()` or drain is waiting.
    */
   private targetWorkers(): number {
     const max = this.options.flushConcurrency;
-    if (max === 1 || this.waiters.size > 0 || this.dirty.size * 2 >= this.options.maxDirtyEntries) return max;
+    if (max === 1 || this.waiters.size > 0 || this.dirty.queuedHighCount > 0 || this.dirty.size * 2 >= this.options.maxDirtyEntries) {
+      return max;
+    }
     const since = this.dirty.oldestQueuedSince();
     return since !== undefined && this.now() - since >= this.options.flushScaleUpLagMs ? max : 1;
   }
