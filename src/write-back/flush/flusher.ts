@@ -95,9 +95,9 @@ const MAX_BATCH_CHARS = 32 * 1024 * 1024;
  * when `batchSize` entries are queued or a `high` write arrives) and starts a round unless one is running; a
  * round runs workers that take batches until nothing is queued: one while it keeps up, `flushConcurrency` once it
  * falls behind (the next queued write has waited `flushScaleUpLagMs`, or the dirty set is half of
- * `maxDirtyEntries`), a `high` write is queued, or someone waits in `flush()` or a drain. A second connection that only re-writes hot keys
- * sooner takes CPU from the application and Postgres, and coalesces less. The count is re-checked after every
- * batch. Transient failures put the batch back and back off behind a circuit breaker; permanent ones split the
+ * `maxDirtyEntries`), while a `high` write is queued, or while someone waits in `flush()` or a drain. A second
+ * connection that only re-writes hot keys sooner takes CPU from the application and Postgres, and coalesces less.
+ * The count is re-checked after every batch. Transient failures put the batch back and back off behind a circuit breaker; permanent ones split the
  * batch until the bad rows are alone, and dead-letter each after `maxRetries` attempts.
  *
  * Plain TypeScript (no Nest): the timer, clock and sink are injected, so it runs under fake timers.
@@ -166,7 +166,7 @@ export class Flusher {
     this.timer.clear();
   }
 
-  /** Batch writers running now: 1 while the flusher keeps up, up to `flushConcurrency` while it is behind. */
+  /** Batch writers running now: 0 when idle, 1 while the flusher keeps up, up to `flushConcurrency` when behind. */
   get workers(): number {
     return this.activeWorkers;
   }
