@@ -351,9 +351,8 @@ export class Flusher {
    */
   private targetWorkers(): number {
     const max = this.options.flushConcurrency;
-    if (max === 1 || this.waiters.size > 0 || this.dirty.queuedHighCount > 0 || this.dirty.size * 2 >= this.options.maxDirtyEntries) {
-      return max;
-    }
+    if (max === 1 || this.waiters.size > 0 || this.dirty.queuedHighCount > 0) return max;
+    if (this.dirty.size * 2 >= this.options.maxDirtyEntries) return max;
     const since = this.dirty.oldestQueuedSince();
     return since !== undefined && this.now() - since >= this.options.flushScaleUpLagMs ? max : 1;
   }
