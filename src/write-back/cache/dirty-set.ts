@@ -127,7 +127,7 @@ export class DirtySet {
 
   /** Queued `high` entries (fresh or to retry). */
   get queuedHighCount(): number {
-    return this.retryQueues[0].size + this.freshQueues[0].size;
+    return this.queuedAt(0);
   }
 
   get(key: string): DirtyEntry | undefined {
@@ -288,10 +288,13 @@ export class DirtySet {
   /** Queued counts per priority name (for stats). */
   queuedByPriority(): Record<WriteBackPriority, number> {
     const counts = { high: 0, normal: 0, low: 0 };
-    for (let rank = 0; rank < 3; rank++) {
-      counts[PRIORITY_NAMES[rank]] = this.retryQueues[rank].size + this.freshQueues[rank].size;
-    }
+    for (let rank = 0; rank < 3; rank++) counts[PRIORITY_NAMES[rank]] = this.queuedAt(rank);
     return counts;
+  }
+
+  /** Entries of one rank waiting to be taken (fresh or to retry). */
+  private queuedAt(rank: number): number {
+    return this.retryQueues[rank].size + this.freshQueues[rank].size;
   }
 
   /** The entry is no longer in flight (no-op if it was not). */
