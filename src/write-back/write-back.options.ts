@@ -47,10 +47,21 @@ export interface WriteBackModuleOptions {
    */
   highPriorityDelayMs?: number;
   /**
-   * Most rows in one upsert statement; a flush also starts early once this many entries are dirty.
+   * Most rows in one upsert statement; a flush also starts early once this many entries are dirty (not counting
+   * hot keys held for the next interval, see `coalesceHotKeys`).
    * @default 1000
    */
   batchSize?: number;
+  /**
+   * Hot keys: a key written again after the flusher took it in the current interval waits for the next interval
+   * tick instead of being written again by an early (`batchSize`) flush, so a key written all the time costs one
+   * row write per `flushIntervalMs`, not one per batch. Every write is still taken by the first tick after it, as
+   * without early flushes. `high` writes, `flush()`, a shutdown drain and a dirty set at half of
+   * `maxDirtyEntries` are never held back. `false` re-writes hot keys as often as batches fill up (fresher rows,
+   * more load on Postgres and on the application's CPU).
+   * @default true
+   */
+  coalesceHotKeys?: boolean;
   /**
    * Most batches written in parallel, each on its own connection. The flusher writes one batch at a time while it
    * keeps up, and up to this many once it falls behind (see `flushScaleUpLagMs`), when the dirty set is half of
@@ -193,6 +204,7 @@ export interface ResolvedWriteBackOptions
 export const WRITE_BACK_DEFAULTS = {
   runMigrations: true,
   autoFlush: true,
+  coalesceHotKeys: true,
   flushIntervalMs: 1000,
   highPriorityDelayMs: 10,
   batchSize: 1000,
@@ -254,7 +266,7 @@ const ENUMS = {
   walCorruption: ['fail', 'skip'],
 } as const;
 
-const BOOLEANS = ['runMigrations', 'autoFlush'] as const;
+const BOOLEANS = ['runMigrations', 'autoFlush', 'coalesceHotKeys'] as const;
 
 /** Every option name, in declaration order (used for env parsing and the README table). */
 export const WRITE_BACK_OPTION_NAMES = [

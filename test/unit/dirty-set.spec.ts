@@ -339,6 +339,129 @@ describe('DirtySet', () => {
     });
   });
 
+  describe('holding (hot keys)', () => {
+    /** A key taken (and so flushed) in this generation, then written again while in flight: `complete` holds it. */
+    function rewrittenInFlight(dirty: DirtySet, key: string, now: number): void {
+      dirty.write(key, '"v1"', 1, NORMAL, now);
+      const [item] = dirty.take(1);
+      dirty.write(key, '"v2"', 2, NORMAL, now + 1);
+      expect(dirty.complete(item)).toBe(false);
+    }
+
+    it('is off by default: a key re-written in flight is queued again at once', () => {
+      const dirty = new DirtySet();
+      rewrittenInFlight(dirty, 'a', 1000);
+      expect(dirty.holding).toBe(false);
+      expect(dirty.heldCount).toBe(0);
+      expect(keysOf(dirty.take(10))).toEqual(['a']);
+    });
+
+    it('holds a key re-written while in flight until the next generation: not takeable, still queued and dirty', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      rewrittenInFlight(dirty, 'a', 1000);
+      expect(dirty.heldCount).toBe(1);
+      expect(dirty.queuedCount).toBe(1);
+      expect(dirty.takeableCount).toBe(0);
+      expect(dirty.queuedByPriority()).toEqual({ high: 0, normal: 1, low: 0 });
+      expect(dirty.oldestQueuedSince()).toBeUndefined();
+      expect(dirty.take(10)).toEqual([]);
+      expect(dirty.snapshotVersions()).toEqual(new Map([['a', 2]]));
+      // More writes to the held key coalesce into it.
+      expect(dirty.write('a', '"v3"', 3, NORMAL, 1002)).toBe(true);
+      expect(dirty.heldCount).toBe(1);
+      dirty.nextGeneration();
+      expect(dirty.heldCount).toBe(0);
+      expect(dirty.take(10)).toEqual([{ key: 'a', json: '"v3"', version: 3, rank: NORMAL }]);
+    });
+
+    it('a new generation puts held keys in front of the fresh writes of their priority', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      rewrittenInFlight(dirty, 'hot1', 1000);
+      rewrittenInFlight(dirty, 'hot2', 1010);
+      dirty.write('fresh', '1', 10, NORMAL, 1020);
+      expect(keysOf(dirty.take(10))).toEqual(['fresh']);
+      dirty.write('fresh2', '1', 11, NORMAL, 1030);
+      dirty.nextGeneration();
+      expect(keysOf(dirty.take(10))).toEqual(['hot1', 'hot2', 'fresh2']);
+    });
+
+    it('holds a new entry of a key taken in this generation only when the caller says it had a clean copy', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      dirty.write('a', '1', 1, NORMAL, 1000);
+      dirty.write('b', '1', 2, NORMAL, 1000);
+      for (const item of dirty.take(10)) expect(dirty.complete(item)).toBe(true);
+      // 'a' committed clean and is written again: held. 'c' was never taken: not held, whatever the caller says.
+      dirty.writeEntry(undefined, 'a', '2', 3, NORMAL, 1001, true);
+      dirty.writeEntry(undefined, 'c', '2', 4, NORMAL, 1001, true);
+      // Without a clean copy (evicted, or superseded) the dirty set does not look: not held.
+      dirty.writeEntry(undefined, 'b', '2', 5, NORMAL, 1001, false);
+      expect(dirty.heldCount).toBe(1);
+      expect(keysOf(dirty.take(10))).toEqual(['c', 'b']);
+      dirty.nextGeneration();
+      expect(keysOf(dirty.take(10))).toEqual(['a']);
+    });
+
+    it('never holds a high write, and a held key written as high leaves the hold', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      dirty.write('h', '1', 1, HIGH, 1000);
+      const [item] = dirty.take(1);
+      dirty.write('h', '2', 2, HIGH, 1001);
+      dirty.complete(item);
+      expect(dirty.heldCount).toBe(0);
+      expect(keysOf(dirty.take(10))).toEqual(['h']);
+
+      rewrittenInFlight(dirty, 'a', 1002);
+      expect(dirty.heldCount).toBe(1);
+      dirty.write('a', '3', 3, HIGH, 1003);
+      expect(dirty.heldCount).toBe(0);
+      expect(dirty.take(10)).toEqual([{ key: 'a', json: '3', version: 3, rank: HIGH }]);
+    });
+
+    it('a held low key upgraded to normal stays held, at its new priority', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      dirty.write('a', '1', 1, LOW, 1000);
+      const [item] = dirty.take(1);
+      dirty.write('a', '2', 2, LOW, 1001);
+      dirty.complete(item);
+      dirty.write('a', '3', 3, NORMAL, 1002);
+      expect(dirty.heldCount).toBe(1);
+      expect(dirty.queuedByPriority()).toEqual({ high: 0, normal: 1, low: 0 });
+      dirty.nextGeneration();
+      expect(dirty.take(10)).toEqual([{ key: 'a', json: '3', version: 3, rank: NORMAL }]);
+    });
+
+    it('setHolding(false) queues held keys again and forgets which keys were taken', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      rewrittenInFlight(dirty, 'a', 1000);
+      dirty.setHolding(false);
+      expect(dirty.heldCount).toBe(0);
+      expect(dirty.takeableCount).toBe(1);
+      const [item] = dirty.take(1);
+      dirty.write('a', '"v3"', 3, NORMAL, 1005);
+      dirty.setHolding(true);
+      // Taken while holding was off: not counted as taken in this generation.
+      dirty.complete(item);
+      expect(dirty.heldCount).toBe(0);
+    });
+
+    it('takeKey (a write-through) takes a held key out of the hold queue', () => {
+      const dirty = new DirtySet();
+      dirty.setHolding(true);
+      rewrittenInFlight(dirty, 'a', 1000);
+      const item = dirty.takeKey('a')!;
+      expect(dirty.heldCount).toBe(0);
+      expect(dirty.complete(item)).toBe(true);
+      expect(dirty.size).toBe(0);
+      expect(dirty.queuedCount).toBe(0);
+    });
+  });
+
   describe('snapshotVersions() / queuedByPriority() / inFlightCount', () => {
     it('snapshotVersions has the latest version of every dirty key, queued or in flight, and is a copy', () => {
       const dirty = new DirtySet();

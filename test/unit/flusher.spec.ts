@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DirtySet, PRIORITY_RANK, type FlushItem } from '../../src/write-back/cache/dirty-set.js';
+import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import {
   Flusher,
   type FlushListener,
@@ -145,6 +146,7 @@ const DEFAULTS: FlusherOptions = {
   // Most tests check what runs at full concurrency; the 'scaling' tests below set the module's default.
   flushScaleUpLagMs: 0,
   maxDirtyEntries: 1_000_000,
+  coalesceHotKeys: true,
   maxRetries: 3,
   retryBaseDelayMs: 100,
   retryMaxDelayMs: 10_000,
@@ -172,6 +174,26 @@ function setup(overrides: Partial<FlusherOptions> = {}, { start = true, random =
   };
   if (start) flusher.start();
   return { dirty, sink, listener, logger, flusher, write, options };
+}
+
+/**
+ * A flusher over a WriteBackCache, written to the way WriteBackService.set does it (cache.write, then notifyWrite):
+ * the cache tells the dirty set whether a new entry's key had a clean copy, i.e. was just flushed.
+ */
+function setupWithCache(overrides: Partial<FlusherOptions> = {}) {
+  const cache = new WriteBackCache(10_000, 1_000_000, async () => undefined);
+  const sink = new MemorySink();
+  const options = { ...DEFAULTS, ...overrides };
+  const logger = { log: vi.fn(), warn: vi.fn(), error: vi.fn() };
+  const flusher = new Flusher(cache.dirty, sink, cache, options, new TimeoutTimer(), logger, Date.now, () => 1);
+  flushers.push(flusher);
+  const write = (key: string, value: unknown, rank: number = NORMAL): number => {
+    const version = cache.write(key, JSON.stringify(value), rank);
+    flusher.notifyWrite(rank);
+    return version;
+  };
+  flusher.start();
+  return { cache, dirty: cache.dirty, sink, flusher, write };
 }
 
 /** Observes a promise without awaiting it. */
@@ -501,7 +523,8 @@ describe('Flusher', () => {
     });
 
     it('a write during an in-flight flush is not lost: the newer version stays dirty and is flushed next', async () => {
-      const { sink, write, dirty, listener } = setup();
+      // coalesceHotKeys off: the round writes it right after (see 'hot keys' below for the held case).
+      const { sink, write, dirty, listener } = setup({ coalesceHotKeys: false });
       const v1 = write('a', 'v1');
       sink.hold();
       await advance(1000);
@@ -545,6 +568,147 @@ describe('Flusher', () => {
       await advance(1000);
       expect(sink.table.has('a')).toBe(false);
       expect(dirty.size).toBe(0);
+    });
+  });
+
+  describe('hot keys (coalesceHotKeys)', () => {
+    const keysOf = (batch: readonly FlushItem[]) => batch.map((item) => item.key);
+
+    it('a key written again after its flush waits for the next interval tick instead of riding the next early batch', async () => {
+      const { sink, write, dirty } = setupWithCache({ batchSize: 5, flushIntervalMs: 1000 });
+      await advance(100);
+      write('hot', 0);
+      for (let i = 0; i < 4; i++) write(`a${i}`, i);
+      await advance(0);
+      expect(sink.calls.map(keysOf)).toEqual([['hot', 'a0', 'a1', 'a2', 'a3']]);
+      // 'hot' is clean now; written again in this interval, it is held and does not count toward a batch.
+      for (let i = 1; i <= 50; i++) write('hot', i);
+      for (let i = 0; i < 4; i++) write(`b${i}`, i);
+      expect(dirty.heldCount).toBe(1);
+      expect(dirty.takeableCount).toBe(4);
+      await advance(0);
+      expect(sink.calls).toHaveLength(1);
+      write('b4', 4);
+      await advance(0);
+      expect(sink.calls.map(keysOf)[1]).toEqual(['b0', 'b1', 'b2', 'b3', 'b4']);
+      // The interval tick writes it once, with its latest value.
+      await advance(899);
+      expect(sink.calls).toHaveLength(2);
+      await advance(1);
+      expect(sink.calls.map(keysOf)[2]).toEqual(['hot']);
+      expect(sink.table.get('hot')?.json).toBe('50');
+      expect(dirty.size).toBe(0);
+    });
+
+    it('with coalesceHotKeys false the key written again rides the next early batch', async () => {
+      const { sink, write } = setupWithCache({ batchSize: 5, flushIntervalMs: 1000, coalesceHotKeys: false });
+      write('hot', 0);
+      for (let i = 0; i < 4; i++) write(`a${i}`, i);
+      await advance(0);
+      write('hot', 1);
+      for (let i = 0; i < 4; i++) write(`b${i}`, i);
+      await advance(0);
+      expect(sink.calls.map(keysOf)).toEqual([
+        ['hot', 'a0', 'a1', 'a2', 'a3'],
+        ['hot', 'b0', 'b1', 'b2', 'b3'],
+      ]);
+    });
+
+    it('a write during an in-flight flush is held, not lost: the next interval tick writes it', async () => {
+      const { sink, write, dirty, listener } = setup();
+      const v1 = write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      const v2 = write('a', 'v2');
+      sink.release();
+      await advance(0);
+      expect(sink.calls.map((batch) => batch.map((item) => item.version))).toEqual([[v1]]);
+      expect(dirty.heldCount).toBe(1);
+      expect(listener.committed).toEqual([{ item: expect.objectContaining({ version: v1 }), clean: false }]);
+      await advance(999);
+      expect(sink.calls).toHaveLength(1);
+      await advance(1);
+      expect(sink.calls.map((batch) => batch.map((item) => item.version))).toEqual([[v1], [v2]]);
+      expect(sink.table.get('a')).toEqual({ json: '"v2"', version: v2 });
+      expect(dirty.size).toBe(0);
+    });
+
+    it('an early flush does not postpone the interval tick', async () => {
+      const { sink, write } = setup({ batchSize: 3, flushIntervalMs: 1000 });
+      await advance(500);
+      for (let i = 0; i < 3; i++) write(`k${i}`, i);
+      await advance(0);
+      expect(sink.calls).toHaveLength(1);
+      await advance(100);
+      write('late', 1);
+      await advance(399);
+      expect(sink.calls).toHaveLength(1);
+      await advance(1);
+      expect(sink.calls.map(keysOf)[1]).toEqual(['late']);
+    });
+
+    it('a held key written as high is flushed within highPriorityDelayMs', async () => {
+      const { sink, write, dirty } = setup({ highPriorityDelayMs: 10 });
+      write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      write('a', 'v2');
+      sink.release();
+      await advance(0);
+      expect(dirty.heldCount).toBe(1);
+      const v3 = write('a', 'v3', HIGH);
+      expect(dirty.heldCount).toBe(0);
+      await advance(10);
+      expect(sink.table.get('a')).toEqual({ json: '"v3"', version: v3 });
+    });
+
+    it('flush() writes held keys at once', async () => {
+      const { sink, write, dirty, flusher } = setup();
+      write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      const v2 = write('a', 'v2');
+      sink.release();
+      await advance(0);
+      expect(dirty.heldCount).toBe(1);
+      const report = await flusher.flush();
+      expect(report).toMatchObject({ requested: 1, committed: 1 });
+      expect(sink.table.get('a')).toEqual({ json: '"v2"', version: v2 });
+      expect(Date.now()).toBe(new Date('2030-01-01T00:00:01Z').getTime());
+    });
+
+    it('holds nothing once the dirty set reaches half of maxDirtyEntries', async () => {
+      const { sink, write, dirty } = setup({ batchSize: 5, maxDirtyEntries: 10 });
+      write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      write('a', 'v2');
+      sink.release();
+      await advance(0);
+      for (let i = 0; i < 3; i++) write(`k${i}`, i);
+      expect(dirty.heldCount).toBe(1);
+      // The fifth dirty entry: half of maxDirtyEntries. 'a' is queued again and fills the batch with the others.
+      write('k3', 3);
+      expect(dirty.heldCount).toBe(0);
+      await advance(0);
+      expect(sink.calls.map(keysOf)[1]).toEqual(['a', 'k0', 'k1', 'k2', 'k3']);
+    });
+
+    it('holds nothing without the interval timer (autoFlush off, or stopped for a drain)', async () => {
+      expect(setup({ autoFlush: false }).dirty.holding).toBe(false);
+      const { sink, write, dirty, flusher } = setup();
+      expect(dirty.holding).toBe(true);
+      write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      write('a', 'v2');
+      sink.release();
+      await advance(0);
+      expect(dirty.heldCount).toBe(1);
+      flusher.stopTimer();
+      expect(dirty.holding).toBe(false);
+      expect(dirty.heldCount).toBe(0);
+      expect(dirty.takeableCount).toBe(1);
     });
   });
 

@@ -52,7 +52,8 @@ export class CleanCache {
     this.lru.set(key, entry);
   }
 
-  delete(key: string): void {
-    this.lru.delete(key);
+  /** Returns whether there was a copy to delete. */
+  delete(key: string): boolean {
+    return this.lru.delete(key);
   }
 }

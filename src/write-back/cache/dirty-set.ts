@@ -77,6 +77,20 @@ class EntryQueue {
     this.size++;
   }
 
+  /** Moves every entry of `from` to the front of this queue, in their order (`from` is left empty). */
+  prependAll(from: EntryQueue): void {
+    if (from.head === null) return;
+    for (let entry: Entry | null = from.head; entry !== null; entry = entry.queueNext) entry.queue = this;
+    from.tail!.queueNext = this.head;
+    if (this.head === null) this.tail = from.tail;
+    else this.head.queuePrev = from.tail;
+    this.head = from.head;
+    this.size += from.size;
+    from.head = null;
+    from.tail = null;
+    from.size = 0;
+  }
+
   remove(entry: Entry): void {
     const { queuePrev: prev, queueNext: next } = entry;
     if (prev === null) this.head = next;
@@ -95,6 +109,11 @@ class EntryQueue {
  * retries before fresh writes, then first-written first. Entries are never evicted from here; they leave only
  * when the version that was flushed is still their latest ({@link complete}) or when dead-lettered.
  *
+ * Holding (hot keys): while {@link holding} is on, a key written again after {@link take} took it in the current
+ * generation waits in a hold queue, where {@link take} does not see it, until {@link nextGeneration} (the flusher's
+ * interval tick) or {@link setHolding}(false) puts it back in front of its fresh queue. `high` writes are never
+ * held. So a key written all the time is written to Postgres once per generation, not once per batch.
+ *
  * Plain data structure: no timers, no I/O. Only the flusher calls {@link take}, {@link complete} and
  * {@link release}, so it alone owns the in-flight state.
  */
@@ -103,6 +122,11 @@ export class DirtySet {
   /** Per rank: entries whose flush failed transiently (retried first), then fresh ones. Insertion-ordered. */
   private readonly retryQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
   private readonly freshQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
+  /** Per rank (0 stays empty: `high` is never held): keys re-written after being taken in this generation. */
+  private readonly holdQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
+  private holdOn = false;
+  /** Keys taken in the current generation while holding (cleared by nextGeneration). */
+  private takenThisGeneration = new Set<string>();
   private inFlightEntries = 0;
   /**
    * For the flush lag: entries whose `since` is their creation time, in creation order (so the first is the
@@ -123,6 +147,37 @@ export class DirtySet {
   /** Entries waiting to be taken (dirty and not in flight). */
   get queuedCount(): number {
     return this.entries.size - this.inFlightEntries;
+  }
+
+  /** Queued entries waiting in a hold queue (see holding): not taken until the next generation. */
+  get heldCount(): number {
+    return this.holdQueues[1].size + this.holdQueues[2].size;
+  }
+
+  /** Queued entries {@link take} can take now: queued and not held. */
+  get takeableCount(): number {
+    return this.entries.size - this.inFlightEntries - this.heldCount;
+  }
+
+  /** Whether re-written keys are held (see the class comment). Off by default: the flusher turns it on. */
+  get holding(): boolean {
+    return this.holdOn;
+  }
+
+  /** Turns holding on or off; off puts every held entry back in front of its fresh queue. */
+  setHolding(on: boolean): void {
+    if (on === this.holdOn) return;
+    this.holdOn = on;
+    if (!on) {
+      this.releaseHeld();
+      this.takenThisGeneration.clear();
+    }
+  }
+
+  /** Starts a new generation: held entries go back in front of their fresh queues, and no key counts as taken. */
+  nextGeneration(): void {
+    this.releaseHeld();
+    if (this.takenThisGeneration.size > 0) this.takenThisGeneration = new Set();
   }
 
   /** Queued `high` entries (fresh or to retry). */
@@ -148,13 +203,22 @@ export class DirtySet {
 
   /**
    * {@link write} for a caller that has just looked the key up: `entry` must be what {@link get} returned for
-   * `key` in the same synchronous step (saves a second lookup on the write path).
+   * `key` in the same synchronous step (saves a second lookup on the write path). `wasClean`: the key had a clean
+   * copy, as it has right after its flush committed; only then can a new entry be one to hold.
    */
-  writeEntry(found: DirtyEntry | undefined, key: string, json: string | null, version: number, rank: number, now: number): boolean {
+  writeEntry(
+    found: DirtyEntry | undefined,
+    key: string,
+    json: string | null,
+    version: number,
+    rank: number,
+    now: number,
+    wasClean = false,
+  ): boolean {
     if (found === undefined) {
       const created = new Entry(key, json, version, rank, now);
       this.entries.set(key, created);
-      this.freshQueues[rank].push(created);
+      this.queueFor(key, rank, wasClean).push(created);
       this.appendAge(created);
       return false;
     }
@@ -169,9 +233,11 @@ export class DirtySet {
       return false;
     }
     if (rank < entry.rank) {
-      // An upgraded retry stays a retry.
-      const queues = entry.queue === this.retryQueues[entry.rank] ? this.retryQueues : this.freshQueues;
-      queues[rank].push(entry);
+      // An upgraded retry stays a retry; a held entry stays held, unless it became `high`.
+      const queue = entry.queue;
+      if (queue === this.retryQueues[entry.rank]) this.retryQueues[rank].push(entry);
+      else if (queue === this.holdQueues[entry.rank] && rank > 0) this.holdQueues[rank].push(entry);
+      else this.freshQueues[rank].push(entry);
       entry.rank = rank;
     }
     return true;
@@ -192,6 +258,7 @@ export class DirtySet {
           queue.remove(entry);
           entry.inFlight = true;
           this.inFlightEntries++;
+          if (this.holdOn) this.takenThisGeneration.add(entry.key);
           const json = entry.json;
           chars += entry.key.length + (json === null ? 0 : json.length);
           items.push({ key: entry.key, json, version: entry.version, rank: entry.rank });
@@ -237,7 +304,7 @@ export class DirtySet {
     entry.rank = entry.rankSinceSnapshot < 3 ? entry.rankSinceSnapshot : entry.rank;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
-    this.freshQueues[entry.rank].push(entry);
+    this.queueFor(entry.key, entry.rank, true).push(entry);
     return false;
   }
 
@@ -262,7 +329,7 @@ export class DirtySet {
   }
 
   /**
-   * When the longest-waiting queued entry (not in flight) was first written, or undefined when none is queued. Reads
+   * When the longest-waiting takeable entry (queued, not held) was first written, or undefined when none is. Reads
    * only the heads of the six queues, each in the order its entries joined it. Not exact like
    * {@link oldestSince}: an entry that joined a queue late (re-queued by complete(), moved up by a priority
    * upgrade) keeps its older `since` behind newer heads. Cheap enough for the flusher to call after every batch.
@@ -292,9 +359,22 @@ export class DirtySet {
     return counts;
   }
 
-  /** Entries of one rank waiting to be taken (fresh or to retry). */
+  /** Entries of one rank waiting to be taken (fresh, to retry or held). */
   private queuedAt(rank: number): number {
-    return this.retryQueues[rank].size + this.freshQueues[rank].size;
+    return this.retryQueues[rank].size + this.freshQueues[rank].size + this.holdQueues[rank].size;
+  }
+
+  /**
+   * Where a (re-)queued entry waits: held if holding is on, it is not `high`, and take() took its key in this
+   * generation (`mayBeTaken` false rules that out without a lookup); else its fresh queue.
+   */
+  private queueFor(key: string, rank: number, mayBeTaken: boolean): EntryQueue {
+    if (mayBeTaken && this.holdOn && rank > 0 && this.takenThisGeneration.has(key)) return this.holdQueues[rank];
+    return this.freshQueues[rank];
+  }
+
+  private releaseHeld(): void {
+    for (let rank = 1; rank < 3; rank++) this.freshQueues[rank].prependAll(this.holdQueues[rank]);
   }
 
   /** The entry is no longer in flight (no-op if it was not). */

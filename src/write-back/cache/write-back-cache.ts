@@ -108,29 +108,28 @@ export class WriteBackCache implements FlushListener {
   write(key: string, json: string | null, rank: number): number {
     const now = this.now();
     const dirty = this.dirty.get(key);
-    let floor: number;
+    let floor = 0;
+    // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
+    let wasClean = false;
     if (dirty !== undefined) {
       // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
       floor = dirty.version;
     } else if (this.clean.highestVersion <= this.clock.lastIssued) {
       // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
       // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
-      floor = 0;
-      this.clean.delete(key);
+      wasClean = this.clean.delete(key);
     } else {
       // Some clean entry may be ahead of our clock (loaded from a replica whose clock runs ahead, or replayed).
       const clean = this.clean.peek(key);
-      if (clean === undefined) {
-        floor = 0;
-      } else {
+      if (clean !== undefined) {
         floor = clean.version;
         // The dirty entry shadows the clean copy; drop it so one key is held once.
-        this.clean.delete(key);
+        wasClean = this.clean.delete(key);
       }
     }
     const version = this.clock.next(floor, now);
     this.counters.writes++;
-    if (this.dirty.writeEntry(dirty, key, json, version, rank, now)) this.counters.coalesced++;
+    if (this.dirty.writeEntry(dirty, key, json, version, rank, now, wasClean)) this.counters.coalesced++;
     this.markLoadsStale(key);
     return version;
   }

@@ -32,8 +32,10 @@ export interface FlusherOptions {
   flushConcurrency: number;
   /** Beyond one batch at a time, more (up to flushConcurrency) run only once the next queued write waited this long. */
   flushScaleUpLagMs: number;
-  /** ... or once the dirty set holds half of this. */
+  /** ... or once the dirty set holds half of this (which also stops holding hot keys). */
   maxDirtyEntries: number;
+  /** Hold keys re-written after being taken in this interval until the next interval tick (DirtySet holding). */
+  coalesceHotKeys: boolean;
   maxRetries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
@@ -129,6 +131,10 @@ export class Flusher {
   /** Workers the flusher wants now: 1, or flushConcurrency when behind (see {@link targetWorkers}). */
   private wantedWorkers = 1;
   private timerDueAt = Number.POSITIVE_INFINITY;
+  /** When the next interval tick is due: it starts a new generation of the dirty set (see coalesceHotKeys). */
+  private nextIntervalAt = Number.POSITIVE_INFINITY;
+  /** flush() calls (drains included) in progress: while any waits, nothing is held back. */
+  private flushCalls = 0;
   private timerRunning = false;
   private closed = false;
   private lastCircuit: CircuitState = 'closed';
@@ -157,6 +163,8 @@ export class Flusher {
     if (!this.options.autoFlush || this.closed) return;
     this.timerRunning = true;
     this.lastTickAt = this.now();
+    this.nextIntervalAt = this.lastTickAt + this.options.flushIntervalMs;
+    this.updateHolding();
     this.arm(this.options.flushIntervalMs);
   }
 
@@ -164,7 +172,9 @@ export class Flusher {
   stopTimer(): void {
     this.timerRunning = false;
     this.timerDueAt = Number.POSITIVE_INFINITY;
+    this.nextIntervalAt = Number.POSITIVE_INFINITY;
     this.timer.clear();
+    this.updateHolding();
   }
 
   /** Batch writers running now: 0 when idle, 1 while the flusher keeps up, up to `flushConcurrency` when behind. */
@@ -183,16 +193,18 @@ export class Flusher {
   /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
+    // Writers would soon wait for room: held keys may go (those not written again free a slot).
+    if (this.dirty.holding && this.dirty.size * 2 >= this.options.maxDirtyEntries) this.updateHolding();
     if (this.round !== undefined) {
       // A `high` write may use every connection (it must not wait behind a batch in flight); a full batch may use
       // a wanted worker that is idle. Either way, put it to work now.
       if (rank === 0) this.wantedWorkers = this.options.flushConcurrency;
-      if (this.activeWorkers < this.wantedWorkers && (rank === 0 || this.dirty.queuedCount >= this.options.batchSize)) {
+      if (this.activeWorkers < this.wantedWorkers && (rank === 0 || this.dirty.takeableCount >= this.options.batchSize)) {
         this.topUpWorkers();
       }
       return;
     }
-    if (this.dirty.queuedCount >= this.options.batchSize) this.arm(0);
+    if (this.dirty.takeableCount >= this.options.batchSize) this.arm(0);
     else if (rank === 0) this.arm(this.options.highPriorityDelayMs);
   }
 
@@ -207,6 +219,8 @@ export class Flusher {
     const requested = remaining.size;
     if (requested > 0) {
       this.waiters.add(waiter);
+      this.flushCalls++;
+      this.updateHolding();
       try {
         await withTimeout(this.driveUntilDone(waiter), options.timeoutMs, () => {
           return new WriteBackFlushTimeoutError(waiter.remaining.size, options.timeoutMs!);
@@ -214,6 +228,8 @@ export class Flusher {
       } finally {
         waiter.cancelled = true;
         this.waiters.delete(waiter);
+        this.flushCalls--;
+        this.updateHolding();
       }
     }
     return {
@@ -279,17 +295,42 @@ export class Flusher {
     this.timer.set(() => this.tick(), delayMs);
   }
 
+  /**
+   * An interval tick (every `flushIntervalMs`) or an early one (a full batch, a `high` write). An interval tick also
+   * starts a new generation: keys held since their last flush are queued again. An early tick does not move the
+   * next interval tick.
+   */
   private tick(): void {
     this.timerDueAt = Number.POSITIVE_INFINITY;
     if (!this.timerRunning) return;
-    this.lastTickAt = this.now();
+    const now = this.now();
+    this.lastTickAt = now;
+    if (now >= this.nextIntervalAt) {
+      this.nextIntervalAt = now + this.options.flushIntervalMs;
+      this.dirty.nextGeneration();
+    }
     try {
+      this.updateHolding();
       this.updateCircuitLog();
-      if (this.dirty.queuedCount > 0 && this.breaker.waitMs(this.now()) === 0) void this.startRound();
+      if (this.dirty.takeableCount > 0 && this.breaker.waitMs(this.now()) === 0) void this.startRound();
     } catch (error) {
       this.logger.error(`Flush tick failed: ${errorMessage(error)}`);
     }
-    this.arm(this.options.flushIntervalMs);
+    this.arm(this.nextIntervalAt - now);
+  }
+
+  /**
+   * Hot keys are held back (see coalesceHotKeys) only while the interval ticks run and nothing needs them sooner:
+   * no flush() or drain waits, and the dirty set is below half of maxDirtyEntries.
+   */
+  private updateHolding(): void {
+    this.dirty.setHolding(
+      this.options.coalesceHotKeys &&
+        this.timerRunning &&
+        !this.closed &&
+        this.flushCalls === 0 &&
+        this.dirty.size * 2 < this.options.maxDirtyEntries,
+    );
   }
 
   /** Starts a round, or tops up the running one to the workers wanted now. */
@@ -317,7 +358,7 @@ export class Flusher {
 
   private topUpWorkers(): void {
     // Counted, not `while (active < wanted)`: a worker stopped by the breaker returns (and counts down) at once.
-    for (let missing = this.wantedWorkers - this.activeWorkers; missing > 0 && this.dirty.queuedCount > 0; missing--) {
+    for (let missing = this.wantedWorkers - this.activeWorkers; missing > 0 && this.dirty.takeableCount > 0; missing--) {
       this.activeWorkers++;
       this.roundWorkers.push(this.worker());
     }
@@ -362,7 +403,7 @@ export class Flusher {
       const wait = this.breaker.waitMs(this.now());
       if (wait > 0) {
         await sleep(wait);
-      } else if (this.dirty.queuedCount > 0 && !this.closed) {
+      } else if (this.dirty.takeableCount > 0 && !this.closed) {
         await this.startRound();
       } else if (this.active.size > 0) {
         await Promise.allSettled([...this.active]);
