@@ -15,6 +15,9 @@ const publicState = (d: DirtySet | ReferenceDirtySet, keys: readonly string[]) =
   size: d.size,
   inFlight: d.inFlightCount,
   queued: d.queuedCount,
+  held: d.heldCount,
+  takeable: d.takeableCount,
+  holding: d.holding,
   byPriority: d.queuedByPriority(),
   oldest: d.oldestSince(),
   versions: [...d.snapshotVersions()],
@@ -26,7 +29,8 @@ const publicState = (d: DirtySet | ReferenceDirtySet, keys: readonly string[]) =
 
 // The DirtySet keeps its queues and age order as intrusive linked lists; this drives it and the Set-based
 // reference through the same random operations (writes at every priority, takes, completes, releases,
-// takeKey, rewrites in flight) and requires the same answers after every step.
+// takeKey, rewrites in flight, holding hot keys on and off, new generations) and requires the same answers after
+// every step.
 describe('DirtySet against the reference model', () => {
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
     it(`same results on 3,000 random operations (seed ${seed})`, () => {
@@ -39,13 +43,26 @@ describe('DirtySet against the reference model', () => {
       let now = 1000;
       for (let step = 0; step < 3000; step++) {
         now += rnd(3);
-        const op = rnd(10);
+        const op = rnd(11);
         if (op < 5) {
           const key = keys[rnd(keys.length)];
           const json = rnd(5) === 0 ? null : String(step);
           version++;
           const rank = rnd(3);
-          expect(dirty.write(key, json, version, rank, now)).toBe(model.write(key, json, version, rank, now));
+          // As WriteBackCache says it: whether the key had a clean copy (only new entries look at it).
+          const wasClean = rnd(2) === 0;
+          expect(dirty.writeEntry(dirty.get(key), key, json, version, rank, now, wasClean)).toBe(
+            model.write(key, json, version, rank, now, wasClean),
+          );
+        } else if (op === 10) {
+          if (rnd(3) === 0) {
+            dirty.nextGeneration();
+            model.nextGeneration();
+          } else {
+            const on = rnd(4) !== 0;
+            dirty.setHolding(on);
+            model.setHolding(on);
+          }
         } else if (op === 5) {
           const max = 1 + rnd(5);
           const got = dirty.take(max);

@@ -10,6 +10,10 @@ export class ReferenceDirtySet {
   /** Per rank: keys whose flush failed transiently (retried first), then fresh keys. Insertion-ordered. */
   private readonly retryQueues: Set<string>[] = [new Set(), new Set(), new Set()];
   private readonly freshQueues: Set<string>[] = [new Set(), new Set(), new Set()];
+  /** Per rank: keys written again after being taken in this generation, while holding (never `high`). */
+  private readonly holdQueues: Set<string>[] = [new Set(), new Set(), new Set()];
+  private readonly taken = new Set<string>();
+  holding = false;
   private readonly inFlight = new Set<string>();
   /**
    * For the flush lag: keys whose `since` is their creation time, in creation order (so the first is the
@@ -31,6 +35,41 @@ export class ReferenceDirtySet {
     return this.entries.size - this.inFlight.size;
   }
 
+  get heldCount(): number {
+    return this.holdQueues[1].size + this.holdQueues[2].size;
+  }
+
+  get takeableCount(): number {
+    return this.queuedCount - this.heldCount;
+  }
+
+  setHolding(on: boolean): void {
+    if (on === this.holding) return;
+    this.holding = on;
+    if (!on) {
+      this.releaseHeld();
+      this.taken.clear();
+    }
+  }
+
+  nextGeneration(): void {
+    this.releaseHeld();
+    this.taken.clear();
+  }
+
+  private releaseHeld(): void {
+    for (let rank = 1; rank < 3; rank++) {
+      const fresh = [...this.holdQueues[rank], ...this.freshQueues[rank]];
+      this.holdQueues[rank].clear();
+      this.freshQueues[rank].clear();
+      for (const key of fresh) this.freshQueues[rank].add(key);
+    }
+  }
+
+  private queueFor(key: string, rank: number, wasClean: boolean): Set<string> {
+    return wasClean && this.holding && rank > 0 && this.taken.has(key) ? this.holdQueues[rank] : this.freshQueues[rank];
+  }
+
   get(key: string): DirtyEntry | undefined {
     return this.entries.get(key);
   }
@@ -43,7 +82,7 @@ export class ReferenceDirtySet {
    * Records a write (or a tombstone with `json === null`). Returns true when it coalesced into an entry
    * that was already dirty and not in flight, so no extra row write will happen.
    */
-  write(key: string, json: string | null, version: number, rank: number, now: number): boolean {
+  write(key: string, json: string | null, version: number, rank: number, now: number, wasClean = false): boolean {
     const entry = this.entries.get(key);
     if (entry === undefined) {
       this.entries.set(key, {
@@ -58,7 +97,7 @@ export class ReferenceDirtySet {
         attempts: 0,
         firstFailedAt: 0,
       });
-      this.freshQueues[rank].add(key);
+      this.queueFor(key, rank, wasClean).add(key);
       this.ageOrder.add(key);
       return false;
     }
@@ -72,9 +111,9 @@ export class ReferenceDirtySet {
       return false;
     }
     if (rank < entry.rank) {
-      const queue = this.retryQueues[entry.rank].delete(key) ? this.retryQueues : this.freshQueues;
-      this.freshQueues[entry.rank].delete(key);
-      queue[rank].add(key);
+      if (this.retryQueues[entry.rank].delete(key)) this.retryQueues[rank].add(key);
+      else if (this.holdQueues[entry.rank].delete(key)) (rank > 0 ? this.holdQueues : this.freshQueues)[rank].add(key);
+      else if (this.freshQueues[entry.rank].delete(key)) this.freshQueues[rank].add(key);
       entry.rank = rank;
     }
     return true;
@@ -95,6 +134,7 @@ export class ReferenceDirtySet {
           const entry = this.entries.get(key)!;
           entry.inFlight = true;
           this.inFlight.add(key);
+          if (this.holding) this.taken.add(key);
           chars += key.length + (entry.json?.length ?? 0);
           items.push({ key, json: entry.json, version: entry.version, rank: entry.rank });
         }
@@ -109,6 +149,7 @@ export class ReferenceDirtySet {
     if (entry === undefined || entry.inFlight) return undefined;
     this.retryQueues[entry.rank].delete(key);
     this.freshQueues[entry.rank].delete(key);
+    this.holdQueues[entry.rank].delete(key);
     entry.inFlight = true;
     this.inFlight.add(key);
     return { key, json: entry.json, version: entry.version, rank: entry.rank };
@@ -136,7 +177,7 @@ export class ReferenceDirtySet {
     entry.rank = entry.rankSinceSnapshot < 3 ? entry.rankSinceSnapshot : entry.rank;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
-    this.freshQueues[entry.rank].add(item.key);
+    this.queueFor(item.key, entry.rank, true).add(item.key);
     return false;
   }
 
@@ -177,7 +218,7 @@ export class ReferenceDirtySet {
   queuedByPriority(): Record<WriteBackPriority, number> {
     const counts = { high: 0, normal: 0, low: 0 };
     for (let rank = 0; rank < 3; rank++) {
-      counts[PRIORITY_NAMES[rank]] = this.retryQueues[rank].size + this.freshQueues[rank].size;
+      counts[PRIORITY_NAMES[rank]] = this.retryQueues[rank].size + this.freshQueues[rank].size + this.holdQueues[rank].size;
     }
     return counts;
   }
