@@ -196,6 +196,35 @@ describe('WriteBackService semantics on Postgres', () => {
     await until(async () => (await tableRows(t!.sql)).size === 51, 5000, 'a full batch to be flushed');
   });
 
+  it('a hot key written again after its early flush waits for the next interval; its later writes coalesce into one row write', async () => {
+    t = await startWriteBack({ autoFlush: true, flushIntervalMs: 600_000, batchSize: 5 });
+    for (let i = 0; i < 5; i++) await t.service.set(`k${i}`, i);
+    await until(() => t!.service.stats().flushedEntries === 5, 5000, 'the first full batch to be flushed');
+    // k0 is clean; written again now it is held: it neither counts toward nor rides the next full batch.
+    for (let v = 1; v <= 20; v++) await t.service.set('k0', v);
+    for (let i = 0; i < 5; i++) await t.service.set(`n${i}`, i);
+    await until(() => t!.service.stats().flushedEntries === 10, 5000, 'the second full batch to be flushed');
+    const rows = await tableRows(t.sql);
+    expect(rows.get('k0')?.value).toBe(0);
+    expect(rows.get('n4')?.value).toBe(4);
+    expect(t.service.stats()).toMatchObject({ dirty: 1, queued: { high: 0, normal: 1, low: 0 } });
+    expect(await t.service.get('k0')).toBe(20);
+    // flush() does not wait for the interval: it writes the held key, once, at its latest value.
+    await expect(t.service.flush()).resolves.toMatchObject({ requested: 1, committed: 1 });
+    expect((await tableRows(t.sql)).get('k0')?.value).toBe(20);
+    expect(t.service.stats().flushedEntries).toBe(11);
+  });
+
+  it('with coalesceHotKeys false a key written again rides the next full batch', async () => {
+    t = await startWriteBack({ autoFlush: true, flushIntervalMs: 600_000, batchSize: 5, coalesceHotKeys: false });
+    for (let i = 0; i < 5; i++) await t.service.set(`k${i}`, i);
+    await until(() => t!.service.stats().flushedEntries === 5, 5000, 'the first full batch to be flushed');
+    await t.service.set('k0', 1);
+    for (let i = 0; i < 4; i++) await t.service.set(`n${i}`, i);
+    await until(() => t!.service.stats().flushedEntries === 10, 5000, 'the second full batch to be flushed');
+    expect((await tableRows(t.sql)).get('k0')?.value).toBe(1);
+  });
+
   it('writeThrough resolves only after the row is committed', async () => {
     t = await startWriteBack();
     await t.service.set('wt', { v: 1 }, { writeThrough: true });
