@@ -57,8 +57,9 @@ export interface WriteBackModuleOptions {
    * tick instead of being written again by an early (`batchSize`) flush, so a key written all the time costs one
    * row write per `flushIntervalMs`, not one per batch. Every write is still taken by the first tick after it, as
    * without early flushes. `high` writes, `flush()`, a shutdown drain and a dirty set at half of
-   * `maxDirtyEntries` are never held back. `false` re-writes hot keys as often as batches fill up (fresher rows,
-   * more load on Postgres and on the application's CPU).
+   * `maxDirtyEntries` are never held back. With durability `none` a crash can so lose up to `flushIntervalMs` of a
+   * hot key's writes, the bound every write has; without holding, early batches often wrote them sooner. `false`
+   * re-writes hot keys as often as batches fill up (fresher rows, more load on Postgres and on the application's CPU).
    * @default true
    */
   coalesceHotKeys?: boolean;

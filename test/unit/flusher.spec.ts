@@ -574,6 +574,18 @@ describe('Flusher', () => {
   describe('hot keys (coalesceHotKeys)', () => {
     const keysOf = (batch: readonly FlushItem[]) => batch.map((item) => item.key);
 
+    /** The first tick flushes 'a', which is written again while in flight: 'a' is held after. Returns that version. */
+    async function heldRewrite({ sink, write, dirty }: ReturnType<typeof setup>): Promise<number> {
+      write('a', 'v1');
+      sink.hold();
+      await advance(1000);
+      const version = write('a', 'v2');
+      sink.release();
+      await advance(0);
+      expect(dirty.heldCount).toBe(1);
+      return version;
+    }
+
     it('a key written again after its flush waits for the next interval tick instead of riding the next early batch', async () => {
       const { sink, write, dirty } = setupWithCache({ batchSize: 5, flushIntervalMs: 1000 });
       await advance(100);
@@ -648,14 +660,9 @@ describe('Flusher', () => {
     });
 
     it('a held key written as high is flushed within highPriorityDelayMs', async () => {
-      const { sink, write, dirty } = setup({ highPriorityDelayMs: 10 });
-      write('a', 'v1');
-      sink.hold();
-      await advance(1000);
-      write('a', 'v2');
-      sink.release();
-      await advance(0);
-      expect(dirty.heldCount).toBe(1);
+      const t = setup({ highPriorityDelayMs: 10 });
+      const { sink, write, dirty } = t;
+      await heldRewrite(t);
       const v3 = write('a', 'v3', HIGH);
       expect(dirty.heldCount).toBe(0);
       await advance(10);
@@ -663,28 +670,18 @@ describe('Flusher', () => {
     });
 
     it('flush() writes held keys at once', async () => {
-      const { sink, write, dirty, flusher } = setup();
-      write('a', 'v1');
-      sink.hold();
-      await advance(1000);
-      const v2 = write('a', 'v2');
-      sink.release();
-      await advance(0);
-      expect(dirty.heldCount).toBe(1);
-      const report = await flusher.flush();
+      const t = setup();
+      const v2 = await heldRewrite(t);
+      const report = await t.flusher.flush();
       expect(report).toMatchObject({ requested: 1, committed: 1 });
-      expect(sink.table.get('a')).toEqual({ json: '"v2"', version: v2 });
+      expect(t.sink.table.get('a')).toEqual({ json: '"v2"', version: v2 });
       expect(Date.now()).toBe(new Date('2030-01-01T00:00:01Z').getTime());
     });
 
     it('holds nothing once the dirty set reaches half of maxDirtyEntries', async () => {
-      const { sink, write, dirty } = setup({ batchSize: 5, maxDirtyEntries: 10 });
-      write('a', 'v1');
-      sink.hold();
-      await advance(1000);
-      write('a', 'v2');
-      sink.release();
-      await advance(0);
+      const t = setup({ batchSize: 5, maxDirtyEntries: 10 });
+      const { sink, write, dirty } = t;
+      await heldRewrite(t);
       for (let i = 0; i < 3; i++) write(`k${i}`, i);
       expect(dirty.heldCount).toBe(1);
       // The fifth dirty entry: half of maxDirtyEntries. 'a' is queued again and fills the batch with the others.
@@ -696,15 +693,10 @@ describe('Flusher', () => {
 
     it('holds nothing without the interval timer (autoFlush off, or stopped for a drain)', async () => {
       expect(setup({ autoFlush: false }).dirty.holding).toBe(false);
-      const { sink, write, dirty, flusher } = setup();
+      const t = setup();
+      const { dirty, flusher } = t;
       expect(dirty.holding).toBe(true);
-      write('a', 'v1');
-      sink.hold();
-      await advance(1000);
-      write('a', 'v2');
-      sink.release();
-      await advance(0);
-      expect(dirty.heldCount).toBe(1);
+      await heldRewrite(t);
       flusher.stopTimer();
       expect(dirty.holding).toBe(false);
       expect(dirty.heldCount).toBe(0);

@@ -99,9 +99,11 @@ const MAX_BATCH_CHARS = 32 * 1024 * 1024;
  * falls behind (the next queued write has waited `flushScaleUpLagMs`, or the dirty set is half of
  * `maxDirtyEntries`), while a `high` write is queued, or while someone waits in `flush()` or a drain. A second
  * connection that only re-writes hot keys sooner takes CPU from the application and Postgres, and coalesces less.
- * The count is re-checked after every batch. Transient failures put the batch back and back off behind a circuit
- * breaker; permanent ones split the batch until the bad rows are alone, and dead-letter each after `maxRetries`
- * attempts.
+ * The count is re-checked after every batch. With `coalesceHotKeys`, a key written again after it was taken in
+ * the current interval is held (see DirtySet) until the next interval tick, so early batches do not re-write hot
+ * keys; an early tick never moves the interval tick. Transient failures put the batch back and back off behind a
+ * circuit breaker; permanent ones split the batch until the bad rows are alone, and dead-letter each after
+ * `maxRetries` attempts.
  *
  * Plain TypeScript (no Nest): the timer, clock and sink are injected, so it runs under fake timers.
  */
