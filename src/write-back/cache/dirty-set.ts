@@ -126,7 +126,7 @@ export class DirtySet {
   private readonly holdQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
   private holdOn = false;
   /** Keys taken in the current generation while holding (cleared by nextGeneration). */
-  private takenThisGeneration = new Set<string>();
+  private readonly takenThisGeneration = new Set<string>();
   private inFlightEntries = 0;
   /**
    * For the flush lag: entries whose `since` is their creation time, in creation order (so the first is the
@@ -156,7 +156,7 @@ export class DirtySet {
 
   /** Queued entries {@link take} can take now: queued and not held. */
   get takeableCount(): number {
-    return this.entries.size - this.inFlightEntries - this.heldCount;
+    return this.queuedCount - this.heldCount;
   }
 
   /** Whether re-written keys are held (see the class comment). Off by default: the flusher turns it on. */
@@ -164,20 +164,17 @@ export class DirtySet {
     return this.holdOn;
   }
 
-  /** Turns holding on or off; off puts every held entry back in front of its fresh queue. */
+  /** Turns holding on or off; off starts a new generation (held entries queued again, no key counts as taken). */
   setHolding(on: boolean): void {
     if (on === this.holdOn) return;
     this.holdOn = on;
-    if (!on) {
-      this.releaseHeld();
-      this.takenThisGeneration.clear();
-    }
+    if (!on) this.nextGeneration();
   }
 
   /** Starts a new generation: held entries go back in front of their fresh queues, and no key counts as taken. */
   nextGeneration(): void {
-    this.releaseHeld();
-    if (this.takenThisGeneration.size > 0) this.takenThisGeneration = new Set();
+    for (let rank = 1; rank < 3; rank++) this.freshQueues[rank].prependAll(this.holdQueues[rank]);
+    this.takenThisGeneration.clear();
   }
 
   /** Queued `high` entries (fresh or to retry). */
@@ -371,10 +368,6 @@ export class DirtySet {
   private queueFor(key: string, rank: number, mayBeTaken: boolean): EntryQueue {
     if (mayBeTaken && this.holdOn && rank > 0 && this.takenThisGeneration.has(key)) return this.holdQueues[rank];
     return this.freshQueues[rank];
-  }
-
-  private releaseHeld(): void {
-    for (let rank = 1; rank < 3; rank++) this.freshQueues[rank].prependAll(this.holdQueues[rank]);
   }
 
   /** The entry is no longer in flight (no-op if it was not). */

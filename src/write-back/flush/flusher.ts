@@ -196,7 +196,7 @@ export class Flusher {
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
     // Writers would soon wait for room: held keys may go (those not written again free a slot).
-    if (this.dirty.holding && this.dirty.size * 2 >= this.options.maxDirtyEntries) this.updateHolding();
+    if (this.dirty.holding && this.dirtyHalfFull()) this.updateHolding();
     if (this.round !== undefined) {
       // A `high` write may use every connection (it must not wait behind a batch in flight); a full batch may use
       // a wanted worker that is idle. Either way, put it to work now.
@@ -331,7 +331,7 @@ export class Flusher {
         this.timerRunning &&
         !this.closed &&
         this.flushCalls === 0 &&
-        this.dirty.size * 2 < this.options.maxDirtyEntries,
+        !this.dirtyHalfFull(),
     );
   }
 
@@ -395,9 +395,14 @@ export class Flusher {
   private targetWorkers(): number {
     const max = this.options.flushConcurrency;
     if (max === 1 || this.waiters.size > 0 || this.dirty.queuedHighCount > 0) return max;
-    if (this.dirty.size * 2 >= this.options.maxDirtyEntries) return max;
+    if (this.dirtyHalfFull()) return max;
     const since = this.dirty.oldestQueuedSince();
     return since !== undefined && this.now() - since >= this.options.flushScaleUpLagMs ? max : 1;
+  }
+
+  /** The dirty set holds half of maxDirtyEntries: writers would soon wait for room (scale up, hold nothing). */
+  private dirtyHalfFull(): boolean {
+    return this.dirty.size * 2 >= this.options.maxDirtyEntries;
   }
 
   private async driveUntilDone(waiter: Waiter): Promise<void> {
