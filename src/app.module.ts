@@ -9,8 +9,7 @@ import { HealthController } from './kv/health.controller.js';
 import { KeepAliveDrain } from './kv/keep-alive-drain.js';
 import { KvController } from './kv/kv.controller.js';
 import { MetricsController } from './kv/metrics.controller.js';
-import { WriteBackExceptionFilter } from './kv/write-back-exception.filter.js';
-import { WriteBackModule } from './write-back/index.js';
+import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js';
 
 /**
  * The demo service: an HTTP key-value API over the write-back cache. Configured from the environment

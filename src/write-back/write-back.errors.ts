@@ -103,6 +103,41 @@ export class WriteBackWriteThroughError extends WriteBackError {
   }
 }
 
+/** The first connection to Postgres failed on every attempt (`retryAttempts` + 1). */
+export class WriteBackConnectionError extends WriteBackError {
+  constructor(
+    readonly target: { host: string; port: string; database: string },
+    readonly attempt: number,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    super(
+      `Could not connect to Postgres at ${target.host}:${target.port}, database "${target.database}" ` +
+        `(attempt ${attempt} of ${attempts}): ${errorMessage(cause) || 'no answer'}.` +
+        (attempt >= attempts
+          ? ' Check the "url" option (DATABASE_URL in the demo), that the server is up and reachable from here, ' +
+            'or raise "retryAttempts" / "retryDelay" if it starts after the application.'
+          : ''),
+      { cause },
+    );
+  }
+}
+
+/** A second `WriteBackModule.forRoot()` / `forRootAsync()` of the same instance name in one application. */
+export class WriteBackDuplicateInstanceError extends WriteBackError {
+  constructor(
+    readonly instance: string,
+    importers: readonly string[],
+  ) {
+    super(
+      `WriteBackModule.forRoot() for the instance "${instance}" is registered more than once ` +
+        `(imported by ${importers.join(', ')}). Each instance opens its own pool and flusher over the same tables. ` +
+        'Potential solutions: call forRoot once (in AppModule; it is global by default) and inject WriteBackService ' +
+        'anywhere, or give the second one its own "name".',
+    );
+  }
+}
+
 /** No dead letter has this id. */
 export class WriteBackDeadLetterNotFoundError extends WriteBackError {
   constructor(readonly id: string) {

@@ -1,4 +1,9 @@
-import { Logger, type BeforeApplicationShutdown, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { DataSource } from 'typeorm';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
@@ -75,7 +80,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * The public API: a write-back cache over one Postgres table. Writes land in memory and return; a background
  * flusher batch-writes them. Created by `WriteBackModule`; inject it by class (or `@InjectWriteBack(name)`).
  */
-export class WriteBackService implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class WriteBackService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger: Logger;
   private readonly cache: WriteBackCache;
   private readonly flusher: Flusher;
@@ -118,7 +123,14 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     if (recovered.length > 0) {
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
-    this.flusher.start();
+  }
+
+  /**
+   * Starts the flush timer (with `autoFlush`) once the whole application is built, never in the constructor: the
+   * app's `SchedulerRegistry` exists by then, and an app that fails to start leaves no timer behind.
+   */
+  onApplicationBootstrap(): void {
+    if (!this.closing) this.flusher.start();
   }
 
   /** The DataSource the module writes through. */

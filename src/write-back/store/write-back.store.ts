@@ -1,12 +1,12 @@
-import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
+import { DataSource, MigrationExecutor } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
-import { WriteBackConfigError } from '../write-back.errors.js';
 import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
-import { WriteBackDeadLetterEntity, type WriteBackOperation } from './write-back-dead-letter.entity.js';
+import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
+import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
 
 /** What the flusher records about a row Postgres kept rejecting. */
 export interface DeadLetterFailure {
@@ -44,7 +44,7 @@ export class WriteBackStore {
   private readonly entriesTable: string;
   private readonly writeSql: string;
   private readonly loadSql: string;
-  private readonly deadLetters: Repository<WriteBackDeadLetterEntity>;
+  private readonly deadLettersTable: string;
 
   /**
    * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
@@ -101,17 +101,13 @@ export class WriteBackStore {
       FROM rows
       WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
     this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
-    if (!dataSource.hasMetadata(WriteBackDeadLetterEntity)) {
-      throw new WriteBackConfigError(
-        'dataSource',
-        'its entities do not include the write-back entities; add ...WRITE_BACK_ENTITIES to its "entities" option',
-      );
-    }
-    this.deadLetters = dataSource.getRepository(WriteBackDeadLetterEntity);
+    // Plain SQL with the schema spelled out, not a repository: the tables of a named instance live in a schema
+    // of their own, which the entity metadata of an application's DataSource does not know.
+    this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
   }
 
   /** Opens a DataSource of the module's own from `options.url`. */
-  static async connect(options: ResolvedWriteBackOptions): Promise<DataSource> {
+  static async connect(options: ResolvedWriteBackOptions, retry?: ConnectRetry): Promise<DataSource> {
     const extra = (options.connectionOptions?.extra ?? {}) as Record<string, unknown>;
     const dataSource = new DataSource({
       applicationName: 'nestjs-write-back',
@@ -132,18 +128,20 @@ export class WriteBackStore {
         ...extra,
       },
     });
-    return dataSource.initialize();
+    return initializeWithRetry(dataSource, options.url!, retry);
   }
 
   /**
    * Runs the module's migrations. On a DataSource the application owns, on a short-lived clone of its options
    * (so the app's own migration list is untouched). Replicas starting together serialize on an advisory lock.
    */
-  static async migrate(dataSource: DataSource, ownsDataSource: boolean): Promise<void> {
-    const target = ownsDataSource
+  static async migrate(dataSource: DataSource, ownsDataSource: boolean, schema?: string): Promise<void> {
+    const appSchema = (dataSource.options as { schema?: string }).schema;
+    const target = ownsDataSource && schema === appSchema
       ? dataSource
       : await new DataSource({
           ...(dataSource.options as PostgresDataSourceOptions),
+          schema,
           entities: [...WRITE_BACK_ENTITIES],
           migrations: [...WRITE_BACK_MIGRATIONS],
           migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
@@ -153,7 +151,6 @@ export class WriteBackStore {
           dropSchema: false,
           poolSize: 1,
         }).initialize();
-    const schema = (target.options as { schema?: string }).schema;
     const runner = target.createQueryRunner();
     try {
       await runner.connect();
@@ -169,7 +166,7 @@ export class WriteBackStore {
       }
     } finally {
       await runner.release();
-      if (!ownsDataSource) await target.destroy();
+      if (target !== dataSource) await target.destroy();
     }
   }
 
@@ -221,44 +218,55 @@ export class WriteBackStore {
 
   async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
     // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
-    await this.deadLetters
-      .createQueryBuilder()
-      .insert()
-      .values({
-        key: item.key,
-        value: item.json === null ? (null as unknown as undefined) : () => `CAST(:json AS jsonb)`,
-        version: String(item.version),
-        operation: item.json === null ? 'delete' : 'upsert',
-        errorCode: failure.code ?? null,
-        errorMessage: failure.message,
-        attempts: failure.attempts,
-        firstFailedAt: failure.firstFailedAt,
-        lastFailedAt: failure.lastFailedAt,
-      })
-      .setParameter('json', item.json)
-      .execute();
+    await this.dataSource.query(
+      `INSERT INTO ${this.deadLettersTable}
+         ("key", "value", "version", "operation", "error_code", "error_message", "attempts", "first_failed_at", "last_failed_at")
+       VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        item.key,
+        item.json,
+        String(item.version),
+        item.json === null ? 'delete' : 'upsert',
+        failure.code ?? null,
+        failure.message,
+        failure.attempts,
+        failure.firstFailedAt,
+        failure.lastFailedAt,
+      ],
+    );
   }
 
   async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
-    const query = this.deadLetters.createQueryBuilder('d').orderBy('d.id', 'ASC').take(options.limit ?? 100);
-    if (options.afterId !== undefined) query.andWhere('d.id > :afterId', { afterId: options.afterId });
-    if (options.key !== undefined) query.andWhere('d.key = :key', { key: options.key });
-    return (await query.getMany()).map(toDeadLetter);
+    const rows: DeadLetterRow[] = await this.dataSource.query(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable}
+       WHERE ($1::bigint IS NULL OR "id" > $1::bigint) AND ($2::text IS NULL OR "key" = $2)
+       ORDER BY "id" LIMIT $3`,
+      [options.afterId ?? null, options.key ?? null, options.limit ?? 100],
+    );
+    return rows.map(toDeadLetter);
   }
 
   async getDeadLetter(id: string): Promise<WriteBackDeadLetter | undefined> {
-    const row = await this.deadLetters.findOneBy({ id });
-    return row === null ? undefined : toDeadLetter(row);
+    const rows: DeadLetterRow[] = await this.dataSource.query(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable} WHERE "id" = $1`,
+      [id],
+    );
+    return rows.length === 0 ? undefined : toDeadLetter(rows[0]);
   }
 
   /** Returns false if there was no such row. */
   async deleteDeadLetter(id: string): Promise<boolean> {
-    const result = await this.deadLetters.delete({ id });
-    return (result.affected ?? 0) > 0;
+    // Wrapped in a SELECT: TypeORM answers a bare DELETE with [rows, rowCount] rather than the rows.
+    const rows: { n: number }[] = await this.dataSource.query(
+      `WITH gone AS (DELETE FROM ${this.deadLettersTable} WHERE "id" = $1 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+      [id],
+    );
+    return rows[0].n > 0;
   }
 
   async countDeadLetters(): Promise<number> {
-    return this.deadLetters.count();
+    const rows: { count: number }[] = await this.dataSource.query(`SELECT count(*)::int AS count FROM ${this.deadLettersTable}`);
+    return rows[0].count;
   }
 }
 
@@ -286,18 +294,35 @@ export function batchDocument(items: readonly FlushItem[]): string {
   return `${document}]`;
 }
 
-function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
+const DEAD_LETTER_COLUMNS =
+  '"id"::text AS id, "key", "value", "version"::text AS version, "operation", "error_code", "error_message", ' +
+  '"attempts", "first_failed_at", "last_failed_at"';
+
+interface DeadLetterRow {
+  id: string;
+  key: string;
+  value: unknown;
+  version: string;
+  operation: WriteBackOperation;
+  error_code: string | null;
+  error_message: string;
+  attempts: number;
+  first_failed_at: Date;
+  last_failed_at: Date;
+}
+
+function toDeadLetter(row: DeadLetterRow): WriteBackDeadLetter {
   return {
-    id: String(row.id),
+    id: row.id,
     key: row.key,
     value: row.value,
     version: Number(row.version),
     operation: row.operation,
-    errorCode: row.errorCode,
-    errorMessage: row.errorMessage,
+    errorCode: row.error_code,
+    errorMessage: row.error_message,
     attempts: row.attempts,
-    firstFailedAt: row.firstFailedAt,
-    lastFailedAt: row.lastFailedAt,
+    firstFailedAt: row.first_failed_at,
+    lastFailedAt: row.last_failed_at,
   };
 }
 
