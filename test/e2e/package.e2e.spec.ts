@@ -450,7 +450,7 @@ describe('the packed library in fresh Nest apps (ESM and CommonJS), following th
         // The app's @Interval(100) runs, and was scheduled once (two ScheduleModule roots would schedule it twice).
         let counters = { ticks: 0, scheduled: 0 };
         const deadline = Date.now() + 10_000;
-        while (counters.ticks < 3 && Date.now() < deadline) counters = await (await fetch(`${base}/ticks`)).json();
+        while (counters.ticks < 3 && Date.now() < deadline) counters = (await (await fetch(`${base}/ticks`)).json()) as typeof counters;
         expect(counters.ticks).toBeGreaterThanOrEqual(3);
         expect(counters.scheduled).toBe(1);
 
