@@ -15,8 +15,8 @@ export interface WriteBackModuleOptions {
    */
   url?: string;
   /**
-   * An initialized TypeORM DataSource the application already owns. Its `entities` must include
-   * `WRITE_BACK_ENTITIES`; the module never closes it.
+   * An initialized TypeORM DataSource the application already owns; the module never closes it. Its `entities`
+   * need not list the module's tables (the module's SQL names them).
    */
   dataSource?: DataSource;
   /** Extra TypeORM options for the DataSource opened from `url` (ignored with `dataSource`). */
