@@ -37,6 +37,7 @@ export {
   WriteBackDuplicateInstanceError,
   WriteBackError,
   WriteBackFlushTimeoutError,
+  WriteBackInvalidDeltaError,
   WriteBackInvalidKeyError,
   WriteBackInvalidValueError,
   WriteBackOverloadedError,

@@ -29,6 +29,19 @@ export class WriteBackInvalidKeyError extends WriteBackValidationError {}
 /** The value cannot be stored as Postgres jsonb (undefined, BigInt, cycles, functions, symbols, `\u0000`, lone surrogates). */
 export class WriteBackInvalidValueError extends WriteBackValidationError {}
 
+/**
+ * An `increment` or `merge` that cannot apply: not an integer, not an object, a number and an object mixed on one
+ * key, a sum past `Number.MAX_SAFE_INTEGER`, or (found at flush, then dead-lettered) a stored value of the wrong type.
+ */
+export class WriteBackInvalidDeltaError extends WriteBackValidationError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`Cannot apply the change to key "${truncate(key)}": ${reason}.`);
+  }
+}
+
 /** The serialized value is larger than `maxValueBytes`. */
 export class WriteBackValueTooLargeError extends WriteBackValidationError {
   constructor(

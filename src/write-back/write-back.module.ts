@@ -1,4 +1,7 @@
 import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ModuleRef, ModulesContainer } from '@nestjs/core';
 import { createFlushTimer, type TimeoutRegistry } from './flush/flush-timer.js';
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
@@ -139,8 +142,11 @@ async function createService(options: ResolvedWriteBackOptions, moduleRef: Modul
     }
     const schema = options.schema ?? (dataSource.options as { schema?: string }).schema;
     if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource, schema);
-    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs));
     const { wal, recovered } = await openWal(options, name);
+    // The delta ledger knows this instance by its origin; with a WAL it must survive restarts (a replayed delta
+    // whose first flush committed is then recognised), so it lives beside the log.
+    const origin = wal === undefined ? randomUUID() : await persistentOrigin(options.walDir);
+    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs), origin);
     const timer = createFlushTimer(`write-back-flush:${name}`, await schedulerRegistryFinder(moduleRef));
     const service = new WriteBackService(options, store, ownsDataSource, timer, name, wal, recovered);
     logger.log(
@@ -173,6 +179,22 @@ async function schedulerRegistryFinder(moduleRef: ModuleRef): Promise<() => Time
       return undefined;
     }
   };
+}
+
+/** The origin id kept in `walDir/origin`: created (and fsynced) once, then read back at every start. */
+async function persistentOrigin(walDir: string): Promise<string> {
+  const file = path.join(walDir, 'origin');
+  const found = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (found !== '') return found;
+  const origin = randomUUID();
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(`${origin}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return origin;
 }
 
 /** Opens (and replays) the write-ahead log when durability asks for one. */

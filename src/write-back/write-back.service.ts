@@ -8,6 +8,8 @@ import { createHistogram, performance, type RecordableHistogram } from 'node:per
 import type { DataSource } from 'typeorm';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
+import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
+import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
 import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
@@ -119,7 +121,14 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     this.flusher = new Flusher(this.cache.dirty, store, listener, options, timer, this.logger);
     // Recovery happens here, before the module hands the service to anyone: replayed writes are dirty again
     // at their logged versions and flush as usual (the version guard makes a second flush harmless).
-    for (const record of recovered) this.cache.requeue(record.key, record.json, record.version, record.rank);
+    for (const record of recovered) {
+      if (record.delta === true) {
+        const state = parseWalDeltaState(record.json!);
+        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank);
+      } else {
+        this.cache.requeue(record.key, record.json, record.version, record.rank);
+      }
+    }
     if (recovered.length > 0) {
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
@@ -175,6 +184,40 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       accepted.then(() => this.recordSetLatency(started), ignoreRejection);
     }
     return accepted;
+  }
+
+  /**
+   * Adds to a counter without reading it: `by` is an integer (the value is a JSON number; an absent key counts from
+   * 0) or an object of integers (each adds to that field of the stored object; a missing field counts from 0).
+   * Increments of one key coalesce into one pending delta, and Postgres applies it to whatever the row holds then,
+   * exactly once, so increments from every replica add up. After a `set` of the key on this instance, the
+   * increment applies to that value in memory. Resolves like `set`.
+   */
+  increment(key: string, by: number | Record<string, number>, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen('increment');
+      validateKey(key, this.options.maxKeyLength);
+      return this.acceptDelta(key, incrementDelta(key, by), rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Changes some fields of a stored object without reading it: a JSON Merge Patch (RFC 7396; nested objects
+   * merge, `null` removes a member). Merges of different fields from several replicas all survive; for the same
+   * field the later version wins. Resolves like `set`.
+   */
+  merge(key: string, patch: Record<string, unknown>, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen('merge');
+      validateKey(key, this.options.maxKeyLength);
+      // Serialized once like a value: validated, and a snapshot the caller's object cannot change.
+      const json = serializeValue(key, patch, this.options.maxValueBytes);
+      return this.acceptDelta(key, mergeDelta(key, JSON.parse(json)), rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
@@ -274,6 +317,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     this.assertOpen('replayDeadLetter');
     const letter = await this.store.getDeadLetter(id);
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
+    if (letter.operation === 'delta') return this.replayDeltaDeadLetter(id, letter);
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
     let outcome: 'committed' | 'dead-lettered' | 'superseded' = 'superseded';
     if (this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal)) {
@@ -287,6 +331,34 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     await this.store.deleteDeadLetter(id);
     this.logger.log(`Dead letter ${id} (key "${letter.key}") replayed: ${outcome}`);
     return { requeued: outcome !== 'superseded', outcome };
+  }
+
+  /**
+   * A delta is written straight to Postgres under a ledger entry of the dead letter's own (`dead-letter:<id>`), so
+   * replaying it twice (a crash before the dead letter was removed) applies it once. It does not pass through
+   * memory: deltas pending here apply on top of it, in any order.
+   */
+  private async replayDeltaDeadLetter(
+    id: string,
+    letter: WriteBackDeadLetter,
+  ): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
+    const item = {
+      key: letter.key,
+      json: null,
+      version: letter.version,
+      rank: PRIORITY_RANK.normal,
+      delta: parseDeltaText(JSON.stringify(letter.value)),
+      origin: `dead-letter:${id}`,
+    };
+    try {
+      await this.store.writeBatch([item]);
+    } catch (error) {
+      throw new WriteBackWriteThroughError(letter.key, errorCode(error), error, false);
+    }
+    this.cache.onCommitted(item, false);
+    await this.store.deleteDeadLetter(id);
+    this.logger.log(`Dead letter ${id} (delta of key "${letter.key}") replayed: committed`);
+    return { requeued: true, outcome: 'committed' };
   }
 
   /** Deletes a dead letter for good. */
@@ -341,7 +413,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
 
-  private async acceptSlowly(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
+  private async acceptSlowly(key: string, change: string | null | Delta, rank: number, writeThrough: boolean): Promise<void> {
     // The last room check and the write happen in one synchronous step: writers woken together by one freed
     // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
     let deadline: number | undefined;
@@ -349,7 +421,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       deadline ??= Date.now() + this.options.backpressureTimeoutMs;
       await this.waitForRoom(key, deadline);
     }
-    const durable = this.write(key, json, rank);
+    const durable =
+      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
     if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
@@ -357,6 +430,29 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
         throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
       }
     }
+  }
+
+  private acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
+    if (!writeThrough && this.cache.hasRoomFor(key)) return this.writeDelta(key, delta, rank) ?? RESOLVED;
+    return this.acceptSlowly(key, delta, rank, writeThrough);
+  }
+
+  /**
+   * Applies a delta to memory (and the WAL). What the log gets is the key's whole state after it: a value when the
+   * delta applied to one, else every delta not yet committed (the one in flight, with its version, and the pending
+   * ones), so the newest record of a key is all a replay needs.
+   */
+  private writeDelta(key: string, delta: Delta, rank: number): Promise<void> | undefined {
+    const version = this.cache.writeDelta(key, delta, rank, (value) => serializeValue(key, value, this.options.maxValueBytes));
+    let durable: Promise<void> | undefined;
+    if (this.wal !== undefined) {
+      const entry = this.cache.dirty.get(key)!;
+      durable = entry.relative
+        ? this.wal.append({ key, json: walDeltaState(entry), version, rank, delta: true })
+        : this.wal.append({ key, json: entry.json, version, rank });
+    }
+    this.flusher.notifyWrite(rank);
+    return durable;
   }
 
   /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */

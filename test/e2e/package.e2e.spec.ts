@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -339,7 +339,8 @@ async function freshClone(into: string): Promise<string> {
   const { stdout } = await run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
   const clone = path.join(into, 'clone');
   for (const file of stdout.split('\0').filter(Boolean)) {
-    if (!existsSync(path.join(ROOT, file))) continue;
+    // Deleted but not yet staged, or not a plain file (a node_modules symlink of a work tree): not in a clone.
+    if (!existsSync(path.join(ROOT, file)) || !lstatSync(path.join(ROOT, file)).isFile()) continue;
     await mkdir(path.dirname(path.join(clone, file)), { recursive: true });
     await copyFile(path.join(ROOT, file), path.join(clone, file));
   }

@@ -1,6 +1,6 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
-export type WriteBackOperation = 'upsert' | 'delete';
+export type WriteBackOperation = 'upsert' | 'delete' | 'delta';
 
 /** A write Postgres rejected permanently `attempts` times; kept until it is replayed or discarded. */
 @Entity({ name: 'write_back_dead_letters', synchronize: false })

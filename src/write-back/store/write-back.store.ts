@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { DataSource, MigrationExecutor } from 'typeorm';
+import { deltaText } from '../cache/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { isLostConnection } from '../flush/error-classifier.js';
@@ -55,6 +57,8 @@ export class WriteBackStore {
     readonly dataSource: DataSource,
     schema: string | undefined,
     private readonly batchDeadlineMs = 0,
+    /** Whose deltas this store writes: the key of the instance's entries in the delta ledger. */
+    readonly origin: string = randomUUID(),
   ) {
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
@@ -66,16 +70,25 @@ export class WriteBackStore {
     // delete); a delete removes an older row and records its tombstone. A batch never holds one key twice (that
     // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
     // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
+    const ledgerTable = `${prefix}"write_back_delta_ledger"`;
+    const applyDelta = `${prefix}"write_back_apply_delta"`;
+    // Deltas (r.x) are applied to whatever the row holds, exactly once per writer: skipped when the writer's ledger
+    // entry for the key already covers the version (a retry after an unknown outcome, a WAL replay), when a later
+    // delete's tombstone covers it, or when the row's last whole value (base_version) is younger. The ledger entry
+    // is written in the same statement, so it commits with the delta or not at all. ON CONFLICT finds a row another
+    // instance inserts meanwhile; the delta rides in the proposed row's last_delta to reach the update.
     this.writeSql = `
       WITH rows AS (
-        SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+        SELECT r.k, r.n, r.v -> 0 AS value, r.d, r.x, coalesce(r.o, $2) AS origin
+        FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean, x jsonb, o text)
       ), upserted AS (
-        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
-        SELECT rows.k, rows.value, rows.n, now() FROM rows
-        WHERE rows.d IS NOT TRUE
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
+        SELECT rows.k, rows.value, rows.n, rows.n, NULL, now() FROM rows
+        WHERE rows.d IS NOT TRUE AND rows.x IS NULL
           AND NOT EXISTS (SELECT 1 FROM ${tombstonesTable} t WHERE t."key" = rows.k AND t."version" >= rows.n)
         ON CONFLICT ("key") DO UPDATE
-          SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
+          SET "value" = excluded."value", "version" = excluded."version", "base_version" = excluded."version",
+              "last_delta" = NULL, "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
         RETURNING e."key"
       ), deleted AS (
@@ -95,11 +108,35 @@ export class WriteBackStore {
         USING upserted
         WHERE t."key" = upserted."key"
         RETURNING 1
+      ), fresh AS (
+        SELECT rows.k, rows.n, rows.x, rows.origin,
+               coalesce((SELECT t."version" FROM ${tombstonesTable} t WHERE t."key" = rows.k), 0) AS dead
+        FROM rows
+        WHERE rows.x IS NOT NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM ${ledgerTable} l WHERE l."origin" = rows.origin AND l."key" = rows.k AND l."version" >= rows.n)
+      ), applied AS (
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
+        SELECT fresh.k, ${applyDelta}(fresh.k, NULL, fresh.x), fresh.n, fresh.dead, fresh.x, now() FROM fresh
+        WHERE fresh.dead < fresh.n
+        ON CONFLICT ("key") DO UPDATE
+          SET "value" = ${applyDelta}(e."key", e."value", excluded."last_delta"),
+              "version" = greatest(e."version", excluded."version"), "last_delta" = excluded."last_delta",
+              "updated_at" = excluded."updated_at"
+          WHERE e."base_version" < excluded."version"
+        RETURNING 1
+      ), ledgered AS (
+        INSERT INTO ${ledgerTable} AS l ("origin", "key", "version", "applied_at")
+        SELECT fresh.origin, fresh.k, fresh.n, now() FROM fresh
+        ON CONFLICT ("origin", "key") DO UPDATE SET "version" = excluded."version", "applied_at" = excluded."applied_at"
+          WHERE l."version" < excluded."version"
+        RETURNING 1
       )
       SELECT coalesce(array_agg(rows.k), '{}') AS skipped, (SELECT count(*) FROM deleted)::int AS deleted,
-             (SELECT count(*) FROM revived)::int AS revived
+             (SELECT count(*) FROM revived)::int AS revived, (SELECT count(*) FROM applied)::int AS applied,
+             (SELECT count(*) FROM ledgered)::int AS ledgered
       FROM rows
-      WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
+      WHERE rows.x IS NULL AND rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
     this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
     // Plain SQL with the schema spelled out, not a repository: the tables of a named instance live in a schema
     // of their own, which the entity metadata of an application's DataSource does not know.
@@ -176,13 +213,14 @@ export class WriteBackStore {
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
     const document = batchDocument(items);
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, [document]));
+    const params = [document, this.origin];
+    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, params));
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let expired: Error | undefined;
     try {
       return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, [document]), this.batchDeadlineMs, () => {
+        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
           expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
             code: 'ETIMEDOUT',
           });
@@ -224,9 +262,9 @@ export class WriteBackStore {
        VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9)`,
       [
         item.key,
-        item.json,
+        item.delta !== undefined ? deltaText(item.delta) : item.json,
         String(item.version),
-        item.json === null ? 'delete' : 'upsert',
+        item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert',
         failure.code ?? null,
         failure.message,
         failure.attempts,
@@ -280,16 +318,24 @@ export function batchDeadline(statementTimeoutMs: number): number {
   return statementTimeoutMs + Math.min(5000, Math.max(1000, Math.round(statementTimeoutMs / 2)));
 }
 
-/** `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true}, ...]` with the value texts pasted in. */
+/**
+ * `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true} | {"k":key,"n":version,"x":delta,"o"?:origin}, ...]`
+ * with the value texts pasted in.
+ */
 export function batchDocument(items: readonly FlushItem[]): string {
   let document = '[';
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
     if (i > 0) document += ',';
-    document +=
-      item.json === null
-        ? `{"k":${JSON.stringify(item.key)},"n":${item.version},"d":true}`
-        : `{"k":${JSON.stringify(item.key)},"n":${item.version},"v":[${item.json}]}`;
+    if (item.delta !== undefined) {
+      const origin = item.origin === undefined ? '' : `,"o":${JSON.stringify(item.origin)}`;
+      document += `{"k":${JSON.stringify(item.key)},"n":${item.version},"x":${deltaText(item.delta)}${origin}}`;
+    } else {
+      document +=
+        item.json === null
+          ? `{"k":${JSON.stringify(item.key)},"n":${item.version},"d":true}`
+          : `{"k":${JSON.stringify(item.key)},"n":${item.version},"v":[${item.json}]}`;
+    }
   }
   return `${document}]`;
 }
