@@ -8,6 +8,7 @@ import { DeadLettersController } from './kv/dead-letters.controller.js';
 import { HealthController } from './kv/health.controller.js';
 import { KeepAliveDrain } from './kv/keep-alive-drain.js';
 import { KvController } from './kv/kv.controller.js';
+import { KvDeltasController } from './kv/kv-deltas.controller.js';
 import { MetricsController } from './kv/metrics.controller.js';
 import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js';
 
@@ -21,7 +22,7 @@ import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js
     TerminusModule,
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
   ],
-  controllers: [KvController, DeadLettersController, HealthController, MetricsController],
+  controllers: [KvController, KvDeltasController, DeadLettersController, HealthController, MetricsController],
   providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }, KeepAliveDrain],
 })
 export class AppModule {}

@@ -13,6 +13,8 @@ const EXPECTED: Record<string, string[]> = {
   'put /kv/{key}': ['204', '400', '413', '502', '503'],
   'get /kv/{key}': ['200', '400', '404'],
   'delete /kv/{key}': ['204', '400', '502', '503'],
+  'post /kv/{key}/increment': ['204', '400', '502', '503'],
+  'patch /kv/{key}': ['204', '400', '415', '502', '503'],
   'post /kv/_flush': ['200', '400', '503'],
   'get /kv/_stats': ['200'],
   'get /dead-letters': ['200', '400'],
@@ -27,6 +29,8 @@ const EXPECTED: Record<string, string[]> = {
 const EXPECTED_QUERY: Record<string, string[]> = {
   'put /kv/{key}': ['priority', 'writeThrough'],
   'delete /kv/{key}': ['priority', 'writeThrough'],
+  'post /kv/{key}/increment': ['priority', 'writeThrough'],
+  'patch /kv/{key}': ['priority', 'writeThrough'],
   'post /kv/_flush': ['timeoutMs'],
   'get /dead-letters': ['afterId', 'key', 'limit'],
 };
