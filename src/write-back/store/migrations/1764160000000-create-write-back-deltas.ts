@@ -13,8 +13,8 @@ import { schemaPrefix } from './schema-prefix.js';
  *   the reason when the stored value does not fit (the row is then dead-lettered like any rejected row).
  * - dead letters may hold a delta (`operation = 'delta'`, `value` = the delta document).
  */
-export class CreateWriteBackDeltas1764150000000 implements MigrationInterface {
-  name = 'CreateWriteBackDeltas1764150000000';
+export class CreateWriteBackDeltas1764160000000 implements MigrationInterface {
+  name = 'CreateWriteBackDeltas1764160000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     const s = schemaPrefix(queryRunner);
