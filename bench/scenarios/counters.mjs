@@ -70,8 +70,7 @@ async function redisBaseline(ms, keyOf, tag) {
   }
   const prefix = `bench:${process.pid}:${tag}:`;
   await loops(200, CALLERS, (i) => redis.incr(prefix + keyOf(i)));
-  const warmKeys = await redis.keys(`${prefix}*`);
-  if (warmKeys.length > 0) await redis.del(...warmKeys);
+  await deleteKeys(redis, await redis.keys(`${prefix}*`));
   const t0 = performance.now();
   const count = await loops(ms, CALLERS, (i) => redis.incr(prefix + keyOf(i)));
   const seconds = (performance.now() - t0) / 1000;
@@ -80,9 +79,14 @@ async function redisBaseline(ms, keyOf, tag) {
   for (let i = 0; i < keys.length; i += 1000) {
     for (const v of await redis.mget(...keys.slice(i, i + 1000))) sum += Number(v);
   }
-  await redis.del(...keys);
+  await deleteKeys(redis, keys);
   redis.disconnect();
   return { opsPerSec: Math.round(count / seconds), count, exact: sum === count };
+}
+
+/** DEL in chunks: one call with every key of a distinct-key run would overflow the argument stack. */
+async function deleteKeys(redis, keys) {
+  for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
 }
 
 async function cacheRun(url, ms, keyOf, tag) {
