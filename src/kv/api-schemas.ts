@@ -26,6 +26,20 @@ export class ErrorResponse {
   message!: string;
 }
 
+/** 401: with `API_TOKEN` set, mutating and operator routes need `Authorization: Bearer <token>`. */
+export const UNAUTHORIZED = {
+  status: 401,
+  type: ErrorResponse,
+  description: 'With API_TOKEN set: no `Authorization: Bearer <token>`, or the wrong token.',
+} as const;
+
+/** 415: a mutating request with a body that is not `application/json`, or a POST without that content type. */
+export const UNSUPPORTED_MEDIA_TYPE = {
+  status: 415,
+  type: ErrorResponse,
+  description: 'The body (or, for POST, the request) is not `Content-Type: application/json` in UTF-8 or UTF-16.',
+} as const;
+
 export class FlushReportResponse implements FlushReport {
   @ApiProperty({ type: 'integer', description: 'Entries that were dirty when the flush was called.' })
   requested!: number;

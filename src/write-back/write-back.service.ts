@@ -244,7 +244,13 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   }
 
   /** Dead letters, oldest first; page with `afterId`. */
-  listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+  async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+    // Checked here, not by Postgres: a NUL or an out-of-range id would otherwise be an SQL error, not bad input.
+    if (options.key !== undefined) validateKey(options.key, this.options.maxKeyLength);
+    if (options.afterId !== undefined) validateDeadLetterId(options.afterId, 'afterId');
+    if (options.limit !== undefined && (!Number.isSafeInteger(options.limit) || options.limit < 1 || options.limit > MAX_DEAD_LETTER_PAGE)) {
+      throw new WriteBackValidationError(`Option "limit" must be an integer from 1 to ${MAX_DEAD_LETTER_PAGE}, got ${String(options.limit)}.`);
+    }
     return this.store.listDeadLetters(options);
   }
 
@@ -260,6 +266,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
    */
   async replayDeadLetter(id: string): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
     this.assertOpen('replayDeadLetter');
+    validateDeadLetterId(id, 'id');
     const letter = await this.store.getDeadLetter(id);
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
@@ -279,6 +286,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
 
   /** Deletes a dead letter for good. */
   async discardDeadLetter(id: string): Promise<void> {
+    validateDeadLetterId(id, 'id');
     if (!(await this.store.deleteDeadLetter(id))) throw new WriteBackDeadLetterNotFoundError(id);
     this.logger.log(`Dead letter ${id} discarded`);
   }
@@ -376,6 +384,16 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       }
       this.assertOpen('set');
     }
+  }
+}
+
+const MAX_DEAD_LETTER_PAGE = 10_000;
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
+/** A dead-letter id is a positive Postgres bigint, as a string of digits. */
+function validateDeadLetterId(id: unknown, name: string): void {
+  if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
+    throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
   }
 }
 
