@@ -191,6 +191,21 @@ export interface WriteBackModuleOptions {
    * @default flushConcurrency + 4
    */
   poolSize?: number;
+  /**
+   * How long, in ms, the tombstone of a delete (the row in `write_back_tombstones` that keeps an older write of the
+   * key from bringing it back) is kept before the module sweeps it. A write older than the delete that reaches
+   * Postgres after the sweep would bring the key back: a replica's unflushed write or a WAL replayed after an outage
+   * longer than this. Tombstones whose key has a dead letter older than the delete are never swept. The sweep runs
+   * with the flush timer (`autoFlush`). `0` keeps every tombstone for ever.
+   * @default 2592000000 (30 days)
+   */
+  tombstoneRetentionMs?: number;
+  /**
+   * Time between two tombstone sweeps, in ms. One replica sweeps at a time (an advisory lock); each sweep deletes
+   * in transactions of 500 rows until nothing older than `tombstoneRetentionMs` is left.
+   * @default 600000 (10 minutes)
+   */
+  tombstoneSweepIntervalMs?: number;
 }
 
 /** The options with every default filled in. */
@@ -229,6 +244,8 @@ export const WRITE_BACK_DEFAULTS = {
   maxKeyLength: 512,
   maxValueBytes: 1024 * 1024,
   statementTimeoutMs: 30_000,
+  tombstoneRetentionMs: 30 * 24 * 3600 * 1000,
+  tombstoneSweepIntervalMs: 10 * 60 * 1000,
 } as const satisfies Partial<WriteBackModuleOptions>;
 
 type IntegerOption = {
@@ -259,6 +276,9 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   maxValueBytes: [16, 256 * 1024 * 1024],
   statementTimeoutMs: [0, 3_600_000],
   poolSize: [1, 1000],
+  // Up to ten years; 0 turns sweeping off.
+  tombstoneRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
+  tombstoneSweepIntervalMs: [1000, 86_400_000],
 };
 
 const ENUMS = {

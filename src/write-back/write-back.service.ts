@@ -6,6 +6,7 @@ import { serializeValue, validateKey } from './cache/serialize.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
 import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
+import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
 import {
   WriteBackClosedError,
@@ -83,6 +84,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   private setCalls = 0;
   private setLatencyObserver: ((seconds: number) => void) | undefined;
   private closing = false;
+  private readonly sweeper: TombstoneSweeper;
   private shutdownDone: Promise<void> | undefined;
 
   /** @internal Built by WriteBackModule: use the module, not this constructor. */
@@ -119,6 +121,14 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
     this.flusher.start();
+    this.sweeper = new TombstoneSweeper(
+      store.dataSource,
+      store.schema,
+      { retentionMs: options.tombstoneRetentionMs, intervalMs: options.tombstoneSweepIntervalMs },
+      this.logger,
+    );
+    // With the flush timer: `autoFlush: false` (tests) runs no background work at all.
+    if (options.autoFlush) this.sweeper.start();
   }
 
   /** The DataSource the module writes through. */
@@ -284,6 +294,15 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     return { requeued: outcome !== 'superseded', outcome };
   }
 
+  /**
+   * Deletes tombstones older than `tombstoneRetentionMs` now (the module also does so every
+   * `tombstoneSweepIntervalMs` while `autoFlush` runs). Resolves with the number deleted: 0 when retention is 0 or
+   * another replica is sweeping.
+   */
+  sweepTombstones(): Promise<number> {
+    return this.sweeper.sweep();
+  }
+
   /** Deletes a dead letter for good. */
   async discardDeadLetter(id: string): Promise<void> {
     validateDeadLetterId(id, 'id');
@@ -304,6 +323,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
 
   private async drain(): Promise<void> {
     this.closing = true;
+    await this.sweeper.stop();
     const dirty = this.cache.dirty.size;
     const started = Date.now();
     const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
@@ -333,7 +353,13 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
    * returns the shared RESOLVED promise: no async frame per write on the hot path.
    */
   private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key)) return this.write(key, json, rank) ?? RESOLVED;
+    if (!writeThrough && this.cache.hasRoomFor(key)) {
+      const durable = this.write(key, json, rank);
+      if (durable !== undefined) return durable;
+      // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise, so the flush
+      // timer could not fire until the dirty set was full. Once a flush is due, this write resolves after one turn.
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? nextTurn() : RESOLVED;
+    }
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
 
@@ -395,6 +421,11 @@ function validateDeadLetterId(id: unknown, name: string): void {
   if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
     throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
   }
+}
+
+/** Resolves after the event loop turned once (timers and I/O included: setImmediate runs after the poll phase). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The caller handles the rejection; the latency side chain must not report it again as unhandled. */

@@ -32,6 +32,8 @@ export class WriteBackCache implements FlushListener {
   private readonly clock: VersionClock;
   private readonly loading = new Map<string, PendingLoad>();
   private roomWaiters: (() => void)[] = [];
+  /** The clock reading of the latest `write` (ms), so the caller need not read the clock again. */
+  lastWriteAt = 0;
 
   constructor(
     maxEntries: number,
@@ -107,6 +109,7 @@ export class WriteBackCache implements FlushListener {
   /** Records a write (`json === null`: a delete) at a version above any this process has seen for the key. */
   write(key: string, json: string | null, rank: number): number {
     const now = this.now();
+    this.lastWriteAt = now;
     const dirty = this.dirty.get(key);
     let floor = 0;
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.

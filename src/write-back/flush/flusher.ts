@@ -192,6 +192,14 @@ export class Flusher {
     return this.breaker.state(this.now());
   }
 
+  /**
+   * True when the flush timer should have fired by `now` (a full batch or a `high` write armed it, or the
+   * interval passed) but has not run yet: the event loop has not turned since. False while the timer is stopped.
+   */
+  isFlushDue(now: number): boolean {
+    return now >= this.timerDueAt;
+  }
+
   /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;

@@ -53,7 +53,7 @@ export class WriteBackStore {
    */
   constructor(
     readonly dataSource: DataSource,
-    schema: string | undefined,
+    readonly schema: string | undefined,
     private readonly batchDeadlineMs = 0,
   ) {
     const prefix = schema ? `"${schema}".` : '';
