@@ -140,6 +140,9 @@ export class StatsResponse implements WriteBackStats {
   @ApiProperty({ type: 'integer', description: 'Unflushed entries, in flight included.' })
   dirty!: number;
 
+  @ApiProperty({ type: 'integer', description: 'Characters of the unflushed keys and values (bounded by maxDirtyBytes).' })
+  dirtyBytes!: number;
+
   @ApiProperty({ type: 'integer' })
   inFlight!: number;
 
@@ -151,6 +154,9 @@ export class StatsResponse implements WriteBackStats {
 
   @ApiProperty({ type: 'integer' })
   cleanEntries!: number;
+
+  @ApiProperty({ type: 'integer', description: 'Characters of the cached clean keys and values (bounded by maxCleanBytes).' })
+  cleanBytes!: number;
 
   @ApiProperty({ type: 'integer', description: 'Age of the oldest unflushed write, ms (0 when nothing is dirty).' })
   flushLagMs!: number;
@@ -247,7 +253,7 @@ export class HealthCheckResponse {
     type: 'object',
     additionalProperties: true,
     description:
-      'Every indicator. Readiness: `writeBack` with status, dirty, flushLagMs, inFlight, flushWorkers, lastFlushAt, lastError, ' +
+      'Every indicator. Readiness: `writeBack` with status, dirty, dirtyBytes, flushLagMs, inFlight, flushWorkers, lastFlushAt, lastError, ' +
       'deadLetters, circuit, walBytes and, when down, reasons. Liveness: status, flushLoop, sinceLastTickMs.',
     example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, flushWorkers: 0, circuit: 'closed', deadLetters: 0 } },
   })

@@ -37,7 +37,7 @@ const BAD_INPUT = { status: 400, type: ErrorResponse, description: 'Bad key, bod
 const UNAVAILABLE = {
   status: 503,
   type: ErrorResponse,
-  description: 'Backpressure (`maxDirtyEntries` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
+  description: 'Backpressure (`maxDirtyEntries` or `maxDirtyBytes` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
 } as const;
 const WRITE_THROUGH_FAILED = { status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not commit the write.' } as const;
 

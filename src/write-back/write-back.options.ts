@@ -88,7 +88,22 @@ export interface WriteBackModuleOptions {
    */
   maxDirtyEntries?: number;
   /**
-   * What `set` does when `maxDirtyEntries` is reached: wait for room (`block`) or fail at once (`reject`).
+   * Most characters of unflushed keys and values (their JSON text) held in memory; past it `set` waits or fails
+   * like at `maxDirtyEntries` (see `backpressure`). A character is one byte for ASCII text (V8 keeps text with a
+   * character above U+00FF at two bytes each); count about 100 bytes more per entry for its bookkeeping. Must hold
+   * the largest value: at least `maxValueBytes + maxKeyLength`. The default keeps the dirty set of a stalled
+   * database, with `maxCleanBytes`, within a 512 MiB container (see the README, "Memory").
+   * @default 67108864 (64 MiB)
+   */
+  maxDirtyBytes?: number;
+  /**
+   * Most characters of keys and values kept in the clean cache (lru-cache's `maxSize`); least-recently-used entries
+   * are evicted beyond it, as beyond `maxEntries`. A value larger than this is not cached clean (reads load it).
+   * @default 67108864 (64 MiB)
+   */
+  maxCleanBytes?: number;
+  /**
+   * What `set` does when `maxDirtyEntries` or `maxDirtyBytes` is reached: wait for room (`block`) or fail at once (`reject`).
    * @default 'block'
    */
   backpressure?: WriteBackBackpressure;
@@ -165,6 +180,11 @@ export interface WriteBackModuleOptions {
    */
   dirtyHighWatermark?: number;
   /**
+   * Readiness turns down when the dirty entries hold more characters than this (see `maxDirtyBytes`).
+   * @default 80% of maxDirtyBytes
+   */
+  dirtyBytesHighWatermark?: number;
+  /**
    * Liveness turns down when the flush timer has not ticked for this many intervals.
    * @default 5
    */
@@ -227,6 +247,8 @@ export const WRITE_BACK_DEFAULTS = {
   flushConcurrency: 2,
   maxEntries: 100_000,
   maxDirtyEntries: 100_000,
+  maxDirtyBytes: 64 * 1024 * 1024,
+  maxCleanBytes: 64 * 1024 * 1024,
   backpressure: 'block',
   backpressureTimeoutMs: 5000,
   maxRetries: 3,
@@ -261,6 +283,8 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   flushScaleUpLagMs: [0, 3_600_000],
   maxEntries: [1, 100_000_000],
   maxDirtyEntries: [1, 100_000_000],
+  maxDirtyBytes: [1024, 2 ** 40],
+  maxCleanBytes: [1024, 2 ** 40],
   backpressureTimeoutMs: [0, 3_600_000],
   maxRetries: [1, 1000],
   retryBaseDelayMs: [1, 3_600_000],
@@ -271,6 +295,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   shutdownTimeoutMs: [0, 3_600_000],
   maxFlushLagMs: [1, 86_400_000],
   dirtyHighWatermark: [1, 100_000_000],
+  dirtyBytesHighWatermark: [1, 2 ** 40],
   livenessStallIntervals: [2, 1000],
   maxKeyLength: [1, 10_000],
   maxValueBytes: [16, 256 * 1024 * 1024],
@@ -316,6 +341,7 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions): Resolv
   resolved.poolSize ??= resolved.flushConcurrency + 4;
   resolved.flushScaleUpLagMs ??= resolved.flushIntervalMs;
   resolved.dirtyHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyEntries * 0.8));
+  resolved.dirtyBytesHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyBytes * 0.8));
 
   if (!resolved.url === !resolved.dataSource) {
     throw new WriteBackConfigError('url', 'give exactly one of "url" (a postgres:// connection string) or "dataSource"');
@@ -348,6 +374,12 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions): Resolv
   }
   if (resolved.retryMaxDelayMs < resolved.retryBaseDelayMs) {
     throw new WriteBackConfigError('retryMaxDelayMs', 'must not be less than retryBaseDelayMs');
+  }
+  if (resolved.maxDirtyBytes < resolved.maxValueBytes + resolved.maxKeyLength) {
+    throw new WriteBackConfigError(
+      'maxDirtyBytes',
+      `must hold the largest write: at least maxValueBytes + maxKeyLength (${resolved.maxValueBytes + resolved.maxKeyLength}), got ${resolved.maxDirtyBytes}`,
+    );
   }
   if (resolved.poolSize < resolved.flushConcurrency) {
     throw new WriteBackConfigError('poolSize', 'must be at least flushConcurrency');

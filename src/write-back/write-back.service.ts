@@ -45,11 +45,15 @@ export interface WriteBackStats {
   deadLettered: number;
   /** Unflushed entries, in flight included. */
   dirty: number;
+  /** Characters of the unflushed keys and values (what `maxDirtyBytes` bounds). */
+  dirtyBytes: number;
   inFlight: number;
   /** Batch writes running now: 1 while the flusher keeps up, up to `flushConcurrency` while it is behind. */
   flushWorkers: number;
   queued: Record<WriteBackPriority, number>;
   cleanEntries: number;
+  /** Characters of the clean keys and values (what `maxCleanBytes` bounds). */
+  cleanBytes: number;
   /** Age of the oldest unflushed write, ms (0 when nothing is dirty). */
   flushLagMs: number;
   flushDurationMs: { count: number; mean: number; max: number };
@@ -98,7 +102,14 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     recovered: readonly WalRecord[] = [],
   ) {
     this.logger = new Logger(instanceName === 'default' ? 'WriteBackService' : `WriteBackService:${instanceName}`);
-    this.cache = new WriteBackCache(options.maxEntries, options.maxDirtyEntries, (key) => store.load(key));
+    this.cache = new WriteBackCache(
+      options.maxEntries,
+      options.maxDirtyEntries,
+      (key) => store.load(key),
+      Date.now,
+      options.maxDirtyBytes,
+      options.maxCleanBytes,
+    );
     const cache = this.cache;
     // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
     const listener: FlushListener = wal
@@ -210,10 +221,12 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       retries: flush.retries,
       deadLettered: flush.deadLettered,
       dirty: this.cache.dirty.size,
+      dirtyBytes: this.cache.dirty.bytes,
       inFlight: this.cache.dirty.inFlightCount,
       flushWorkers: this.flusher.workers,
       queued: this.cache.dirty.queuedByPriority(),
       cleanEntries: this.cache.clean.size,
+      cleanBytes: this.cache.clean.bytes,
       flushLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
       flushDurationMs: {
         count: flush.flushes,
@@ -353,7 +366,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
    * returns the shared RESOLVED promise: no async frame per write on the hot path.
    */
   private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key)) {
+    if (!writeThrough && this.cache.hasRoomFor(key, json === null ? 0 : json.length)) {
       const durable = this.write(key, json, rank);
       if (durable !== undefined) return durable;
       // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise, so the flush
@@ -367,9 +380,10 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     // The last room check and the write happen in one synchronous step: writers woken together by one freed
     // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
     let deadline: number | undefined;
-    while (!this.cache.hasRoomFor(key)) {
+    const chars = json === null ? 0 : json.length;
+    while (!this.cache.hasRoomFor(key, chars)) {
       deadline ??= Date.now() + this.options.backpressureTimeoutMs;
-      await this.waitForRoom(key, deadline);
+      await this.waitForRoom(key, chars, deadline);
     }
     const durable = this.write(key, json, rank);
     if (durable !== undefined) await durable;
@@ -397,19 +411,24 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
   }
 
   /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */
-  private async waitForRoom(key: string, deadline: number): Promise<void> {
-    const { maxDirtyEntries, backpressure, backpressureTimeoutMs } = this.options;
-    if (backpressure === 'reject') {
-      throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'reject');
-    }
-    while (!this.cache.hasRoomFor(key)) {
+  private async waitForRoom(key: string, chars: number, deadline: number): Promise<void> {
+    const { backpressure, backpressureTimeoutMs } = this.options;
+    if (backpressure === 'reject') throw this.overloaded(key, 'reject');
+    while (!this.cache.hasRoomFor(key, chars)) {
       const left = deadline - Date.now();
       if (left <= 0 || !(await this.cache.waitForRoom(left))) {
-        if (this.cache.hasRoomFor(key)) return;
-        throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'block', backpressureTimeoutMs);
+        if (this.cache.hasRoomFor(key, chars)) return;
+        throw this.overloaded(key, 'block', backpressureTimeoutMs);
       }
       this.assertOpen('set');
     }
+  }
+
+  /** The error for a write `key` that found no room, naming the bound that was reached. */
+  private overloaded(key: string, mode: 'block' | 'reject', waitedMs?: number): WriteBackOverloadedError {
+    const bound = this.cache.fullBound(key);
+    const dirty = bound === 'maxDirtyEntries' ? this.cache.dirty.size : this.cache.dirty.bytes;
+    return new WriteBackOverloadedError(dirty, this.options[bound], mode, waitedMs, bound);
   }
 }
 

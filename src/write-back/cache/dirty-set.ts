@@ -136,6 +136,9 @@ export class DirtySet {
   private ageTail: Entry | null = null;
   private readonly lateOrder = new Set<Entry>();
 
+  /** Characters of the keys and current values (JSON text) of the dirty entries: what `maxDirtyBytes` bounds. */
+  bytes = 0;
+
   get size(): number {
     return this.entries.size;
   }
@@ -213,6 +216,7 @@ export class DirtySet {
     wasClean = false,
   ): boolean {
     if (found === undefined) {
+      this.bytes += key.length + (json === null ? 0 : json.length);
       const created = new Entry(key, json, version, rank, now);
       this.entries.set(key, created);
       this.queueFor(key, rank, wasClean).push(created);
@@ -220,6 +224,7 @@ export class DirtySet {
       return false;
     }
     const entry = found as Entry;
+    this.bytes += (json === null ? 0 : json.length) - (entry.json === null ? 0 : entry.json.length);
     entry.json = json;
     entry.version = version;
     entry.attempts = 0;
@@ -286,6 +291,7 @@ export class DirtySet {
     this.landed(entry);
     if (entry.version === item.version) {
       this.entries.delete(item.key);
+      this.bytes -= entry.key.length + (entry.json === null ? 0 : entry.json.length);
       if (entry.queue !== null) entry.queue.remove(entry);
       if (entry.late) this.lateOrder.delete(entry);
       else this.removeAge(entry);

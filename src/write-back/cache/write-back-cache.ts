@@ -40,8 +40,10 @@ export class WriteBackCache implements FlushListener {
     private readonly maxDirtyEntries: number,
     private readonly loader: (key: string) => Promise<StoredRow | undefined>,
     private readonly now: () => number = Date.now,
+    private readonly maxDirtyBytes = Number.MAX_SAFE_INTEGER,
+    maxCleanBytes = Number.MAX_SAFE_INTEGER,
   ) {
-    this.clean = new CleanCache(maxEntries);
+    this.clean = new CleanCache(maxEntries, maxCleanBytes);
     this.clock = new VersionClock(now);
   }
 
@@ -86,9 +88,22 @@ export class WriteBackCache implements FlushListener {
     return this.clean.peek(key)?.json;
   }
 
-  /** True if a write to `key` fits under `maxDirtyEntries` now (rewriting a dirty key always fits). */
-  hasRoomFor(key: string): boolean {
-    return this.dirty.size < this.maxDirtyEntries || this.dirty.has(key);
+  /**
+   * True if a write to `key` whose value has `valueChars` characters (0 for a delete) fits under `maxDirtyEntries`
+   * and `maxDirtyBytes` now. Rewriting a dirty key takes no entry, and fits if what it adds fits in bytes.
+   */
+  hasRoomFor(key: string, valueChars = 0): boolean {
+    // The common case with one comparison each: counting the whole write against the bytes (a rewrite adds less).
+    if (this.dirty.size < this.maxDirtyEntries && this.dirty.bytes + key.length + valueChars <= this.maxDirtyBytes) return true;
+    const entry = this.dirty.get(key);
+    if (entry === undefined) return false;
+    const added = valueChars - (entry.json === null ? 0 : entry.json.length);
+    return added <= 0 || this.dirty.bytes + added <= this.maxDirtyBytes;
+  }
+
+  /** Which bound keeps `key` out now: `maxDirtyEntries` when the entries are full, else `maxDirtyBytes`. */
+  fullBound(key: string): 'maxDirtyEntries' | 'maxDirtyBytes' {
+    return this.dirty.size >= this.maxDirtyEntries && !this.dirty.has(key) ? 'maxDirtyEntries' : 'maxDirtyBytes';
   }
 
   /** Resolves when an entry leaves the dirty set (the caller checks again), or false after `timeoutMs`. */
