@@ -122,7 +122,7 @@ export async function run(ctx) {
       writeThrough.push(await cannon(port, seconds, true, counter));
       log(`http: write-through ${writeThrough.at(-1).reqPerSec} req/s p99 ${writeThrough.at(-1).latencyMs.p99} ms`);
     }
-    const stats = await (await fetch(`http://127.0.0.1:${port}/kv/_stats`)).json();
+    const stats = await (await fetch(`http://127.0.0.1:${port}/admin/stats`)).json();
     var serverStats = { writes: stats.writes, flushedEntries: stats.flushedEntries, flushes: stats.flushes, dirty: stats.dirty, flushErrors: stats.flushErrors };
   } finally {
     stopResult = await demo.stop();

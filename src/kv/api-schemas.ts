@@ -26,6 +26,20 @@ export class ErrorResponse {
   message!: string;
 }
 
+/** 401: with `API_TOKEN` set, mutating and operator routes need `Authorization: Bearer <token>`. */
+export const UNAUTHORIZED = {
+  status: 401,
+  type: ErrorResponse,
+  description: 'With API_TOKEN set: no `Authorization: Bearer <token>`, or the wrong token.',
+} as const;
+
+/** 415: a mutating request with a body that is not `application/json`, or a POST without that content type. */
+export const UNSUPPORTED_MEDIA_TYPE = {
+  status: 415,
+  type: ErrorResponse,
+  description: 'The body (or, for POST, the request) is not `Content-Type: application/json` in UTF-8 or UTF-16.',
+} as const;
+
 export class FlushReportResponse implements FlushReport {
   @ApiProperty({ type: 'integer', description: 'Entries that were dirty when the flush was called.' })
   requested!: number;
@@ -126,6 +140,9 @@ export class StatsResponse implements WriteBackStats {
   @ApiProperty({ type: 'integer', description: 'Unflushed entries, in flight included.' })
   dirty!: number;
 
+  @ApiProperty({ type: 'integer', description: 'Characters of the unflushed keys and values (bounded by maxDirtyBytes).' })
+  dirtyBytes!: number;
+
   @ApiProperty({ type: 'integer' })
   inFlight!: number;
 
@@ -137,6 +154,9 @@ export class StatsResponse implements WriteBackStats {
 
   @ApiProperty({ type: 'integer' })
   cleanEntries!: number;
+
+  @ApiProperty({ type: 'integer', description: 'Characters of the cached clean keys and values (bounded by maxCleanBytes).' })
+  cleanBytes!: number;
 
   @ApiProperty({ type: 'integer', description: 'Age of the oldest unflushed write, ms (0 when nothing is dirty).' })
   flushLagMs!: number;
@@ -233,7 +253,7 @@ export class HealthCheckResponse {
     type: 'object',
     additionalProperties: true,
     description:
-      'Every indicator. Readiness: `writeBack` with status, dirty, flushLagMs, inFlight, flushWorkers, lastFlushAt, lastError, ' +
+      'Every indicator. Readiness: `writeBack` with status, dirty, dirtyBytes, flushLagMs, inFlight, flushWorkers, lastFlushAt, lastError, ' +
       'deadLetters, circuit, walBytes and, when down, reasons. Liveness: status, flushLoop, sinceLastTickMs.',
     example: { writeBack: { status: 'up', dirty: 12, flushLagMs: 180, inFlight: 0, flushWorkers: 0, circuit: 'closed', deadLetters: 0 } },
   })

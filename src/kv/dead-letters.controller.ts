@@ -1,7 +1,8 @@
 import { Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService, type WriteBackDeadLetter } from '../write-back/index.js';
-import { DeadLetterResponse, ErrorResponse, ReplayResponse } from './api-schemas.js';
+import { DeadLetterResponse, ErrorResponse, ReplayResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
+import { OperatorRoutes } from './api-token.guard.js';
 import { deadLetterId, optionalInteger, optionalString } from './http-params.js';
 
 const ID_PARAM = { name: 'id', description: 'The dead-letter id (a positive integer).', example: '1' } as const;
@@ -10,7 +11,8 @@ const NOT_FOUND = { status: 404, type: ErrorResponse, description: 'No dead lett
 
 /** Rows Postgres kept rejecting: list them, replay one (re-queue it as a write) or discard it. */
 @ApiTags('dead-letters')
-@Controller('dead-letters')
+@OperatorRoutes()
+@Controller('admin/dead-letters')
 export class DeadLettersController {
   constructor(private readonly writeBack: WriteBackService) {}
 
@@ -22,6 +24,7 @@ export class DeadLettersController {
   @ApiQuery({ name: 'key', required: false, type: 'string', description: 'Only the dead letters of this key.' })
   @ApiResponse({ status: 200, type: DeadLetterResponse, isArray: true })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Bad limit, afterId or key.' })
+  @ApiResponse(UNAUTHORIZED)
   list(@Query('limit') limit?: unknown, @Query('afterId') afterId?: unknown, @Query('key') key?: unknown): Promise<WriteBackDeadLetter[]> {
     return this.writeBack.listDeadLetters({
       limit: optionalInteger('limit', limit, 1, 1000),
@@ -41,6 +44,8 @@ export class DeadLettersController {
   @ApiResponse({ status: 200, type: ReplayResponse })
   @ApiResponse(BAD_ID)
   @ApiResponse(NOT_FOUND)
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse({ status: 503, type: ErrorResponse, description: 'Shutting down.' })
   replay(@Param('id') id: string): Promise<{ requeued: boolean; outcome: string }> {
     return this.writeBack.replayDeadLetter(deadLetterId('id', id));
@@ -54,6 +59,8 @@ export class DeadLettersController {
   @ApiResponse({ status: 204, description: 'Deleted.' })
   @ApiResponse(BAD_ID)
   @ApiResponse(NOT_FOUND)
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   async discard(@Param('id') id: string): Promise<void> {
     await this.writeBack.discardDeadLetter(deadLetterId('id', id));
   }

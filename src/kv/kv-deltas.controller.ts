@@ -1,7 +1,7 @@
 import { BadRequestException, Controller, Headers, HttpCode, Param, Patch, Post, Query, UnsupportedMediaTypeException } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService } from '../write-back/index.js';
-import { ErrorResponse } from './api-schemas.js';
+import { ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
 import { writeOptions } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
 
@@ -39,6 +39,8 @@ export class KvDeltasController {
   })
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not an integer (or object of integers), or the key holds a value it cannot apply to.' })
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
   @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })
   async increment(
@@ -64,6 +66,7 @@ export class KvDeltasController {
   @ApiBody({ required: true, schema: { type: 'object', example: { lastSeenAt: '2026-11-30T12:00:00Z', away: null } } })
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not a JSON object.' })
+  @ApiResponse(UNAUTHORIZED)
   @ApiResponse({ status: 415, type: ErrorResponse, description: 'Not sent as application/merge-patch+json.' })
   @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
   @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })

@@ -7,18 +7,14 @@ import {
   HttpCode,
   NotFoundException,
   Param,
-  Post,
   Put,
   Query,
 } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { WriteBackService, type FlushReport, type WriteBackStats } from '../write-back/index.js';
-import { ANY_JSON_SCHEMA, ErrorResponse, FlushReportResponse, StatsResponse } from './api-schemas.js';
-import { optionalInteger, writeOptions } from './http-params.js';
+import { WriteBackService } from '../write-back/index.js';
+import { ANY_JSON_SCHEMA, ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
+import { writeOptions } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
-
-/** `POST /kv/_flush` waits at most this long unless `?timeoutMs=` says otherwise. */
-export const DEFAULT_FLUSH_TIMEOUT_MS = 30_000;
 
 const KEY_PARAM = {
   name: 'key',
@@ -41,37 +37,43 @@ const BAD_INPUT = { status: 400, type: ErrorResponse, description: 'Bad key, bod
 const UNAVAILABLE = {
   status: 503,
   type: ErrorResponse,
-  description: 'Backpressure (`maxDirtyEntries` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
+  description: 'Backpressure (`maxDirtyEntries` or `maxDirtyBytes` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
 } as const;
 const WRITE_THROUGH_FAILED = { status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not commit the write.' } as const;
 
 /**
  * A key-value API over {@link WriteBackService}. Values are any JSON; writes answer 204 once accepted (in
- * memory, or committed with `?writeThrough=true`). The `_flush` and `_stats` routes are declared before `:key`.
+ * memory, or committed with `?writeThrough=true`). Every key is a key: the operator routes live under `/admin`.
  */
 @ApiTags('kv')
 @Controller('kv')
 export class KvController {
   constructor(private readonly writeBack: WriteBackService) {}
 
-  /** Persists everything dirty now; 503 if it takes longer than `timeoutMs` (the entries stay queued). */
-  @Post('_flush')
-  @HttpCode(200)
-  @ApiOperation({ summary: 'Flush every dirty entry now', description: 'Resolves once each entry that was dirty is committed or dead-lettered.' })
-  @ApiQuery({ name: 'timeoutMs', required: false, type: 'integer', minimum: 1, maximum: 3_600_000, description: `Default ${DEFAULT_FLUSH_TIMEOUT_MS}.` })
-  @ApiResponse({ status: 200, type: FlushReportResponse, description: 'The flush report.' })
-  @ApiResponse(BAD_INPUT)
-  @ApiResponse({ status: 503, type: ErrorResponse, description: 'Not done within `timeoutMs` (the entries stay queued), or shutting down.' })
-  flush(@Query('timeoutMs') timeoutMs?: unknown): Promise<FlushReport> {
-    return this.writeBack.flush({ timeoutMs: optionalInteger('timeoutMs', timeoutMs, 1, 3_600_000) ?? DEFAULT_FLUSH_TIMEOUT_MS });
+  /** `/kv/` without a key: a 400 that says so (Express would otherwise answer 404 "Cannot PUT /kv/"). */
+  @Get()
+  @ApiOperation({ summary: 'No key given (always 400)' })
+  @ApiResponse({ status: 400, type: ErrorResponse, description: 'Keys must not be empty.' })
+  getWithoutKey(): never {
+    throw missingKey();
   }
 
-  /** Counters and gauges of the write-back cache (no I/O). */
-  @Get('_stats')
-  @ApiOperation({ summary: 'Counters and gauges of the cache', description: 'No I/O; the same figures as the write_back_* metrics.' })
-  @ApiResponse({ status: 200, type: StatsResponse })
-  stats(): WriteBackStats {
-    return this.writeBack.stats();
+  @Put()
+  @ApiOperation({ summary: 'No key given (always 400)' })
+  @ApiResponse({ status: 400, type: ErrorResponse, description: 'Keys must not be empty.' })
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
+  putWithoutKey(): never {
+    throw missingKey();
+  }
+
+  @Delete()
+  @ApiOperation({ summary: 'No key given (always 400)' })
+  @ApiResponse({ status: 400, type: ErrorResponse, description: 'Keys must not be empty.' })
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
+  deleteWithoutKey(): never {
+    throw missingKey();
   }
 
   /** The value as JSON (whatever its type: a string value is sent as a JSON string), or 404. */
@@ -105,6 +107,8 @@ export class KvController {
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse(BAD_INPUT)
   @ApiResponse({ status: 413, type: ErrorResponse, description: 'Body over the parser limit (twice maxValueBytes, at least 2 MiB).' })
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse(WRITE_THROUGH_FAILED)
   @ApiResponse(UNAVAILABLE)
   async put(
@@ -114,7 +118,9 @@ export class KvController {
     @Query('writeThrough') writeThrough?: unknown,
   ): Promise<void> {
     if (value === undefined) {
-      throw new BadRequestException('The request body must be a JSON value sent with "Content-Type: application/json".');
+      throw new BadRequestException(
+        'The request body must be a JSON value sent with "Content-Type: application/json" (it is empty, or holds only a byte-order mark or white space).',
+      );
     }
     await this.writeBack.set(key, value, writeOptions(priority, writeThrough));
   }
@@ -128,6 +134,8 @@ export class KvController {
   @ApiQuery(WRITE_THROUGH_QUERY)
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse(BAD_INPUT)
+  @ApiResponse(UNAUTHORIZED)
+  @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse(WRITE_THROUGH_FAILED)
   @ApiResponse(UNAVAILABLE)
   async delete(
@@ -137,4 +145,8 @@ export class KvController {
   ): Promise<void> {
     await this.writeBack.delete(key, writeOptions(priority, writeThrough));
   }
+}
+
+function missingKey(): BadRequestException {
+  return new BadRequestException('The key is missing: use /kv/<key>; a key is a non-empty string (URL-encoded).');
 }

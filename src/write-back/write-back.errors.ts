@@ -57,8 +57,9 @@ export class WriteBackValueTooLargeError extends WriteBackValidationError {
 }
 
 /**
- * `maxDirtyEntries` unflushed entries are already held: the write was not accepted.
+ * `maxDirtyEntries` unflushed entries (or `maxDirtyBytes` of them) are already held: the write was not accepted.
  * Raised at once with `backpressure: 'reject'`, or after `backpressureTimeoutMs` with `backpressure: 'block'`.
+ * `option` names the bound that was reached; `dirty` and `limit` are in its unit (entries or characters).
  */
 export class WriteBackOverloadedError extends WriteBackError {
   constructor(
@@ -66,11 +67,12 @@ export class WriteBackOverloadedError extends WriteBackError {
     readonly limit: number,
     mode: 'block' | 'reject',
     waitedMs?: number,
+    readonly option: 'maxDirtyEntries' | 'maxDirtyBytes' = 'maxDirtyEntries',
   ) {
     super(
-      `Write-back cache is full: ${dirty} unflushed entries (maxDirtyEntries=${limit})` +
+      `Write-back cache is full: ${dirty} unflushed ${option === 'maxDirtyBytes' ? 'bytes' : 'entries'} (${option}=${limit})` +
         (mode === 'block' ? ` and none was flushed within backpressureTimeoutMs=${waitedMs}.` : '.') +
-        ' The write was not accepted. Potential solutions: raise "maxDirtyEntries", raise "flushConcurrency" or ' +
+        ` The write was not accepted. Potential solutions: raise "${option}", raise "flushConcurrency" or ` +
         '"batchSize" so flushes keep up, ' +
         (mode === 'reject' ? 'use backpressure: "block" to wait for room, ' : 'raise "backpressureTimeoutMs", ') +
         'or check that Postgres is reachable (see the readiness probe).',

@@ -101,7 +101,22 @@ export interface WriteBackModuleOptions {
    */
   maxDirtyEntries?: number;
   /**
-   * What `set` does when `maxDirtyEntries` is reached: wait for room (`block`) or fail at once (`reject`).
+   * Most characters of unflushed keys and values (their JSON text) held in memory; past it `set` waits or fails
+   * like at `maxDirtyEntries` (see `backpressure`). A character is one byte for ASCII text (V8 keeps text with a
+   * character above U+00FF at two bytes each); count about 100 bytes more per entry for its bookkeeping. Must hold
+   * the largest value: at least `maxValueBytes + maxKeyLength`. The default keeps the dirty set of a stalled
+   * database, with `maxCleanBytes`, within a 512 MiB container (see the README, "Memory").
+   * @default 67108864 (64 MiB)
+   */
+  maxDirtyBytes?: number;
+  /**
+   * Most characters of keys and values kept in the clean cache (lru-cache's `maxSize`); least-recently-used entries
+   * are evicted beyond it, as beyond `maxEntries`. A value larger than this is not cached clean (reads load it).
+   * @default 67108864 (64 MiB)
+   */
+  maxCleanBytes?: number;
+  /**
+   * What `set` does when `maxDirtyEntries` or `maxDirtyBytes` is reached: wait for room (`block`) or fail at once (`reject`).
    * @default 'block'
    */
   backpressure?: WriteBackBackpressure;
@@ -178,6 +193,11 @@ export interface WriteBackModuleOptions {
    */
   dirtyHighWatermark?: number;
   /**
+   * Readiness turns down when the dirty entries hold more characters than this (see `maxDirtyBytes`).
+   * @default 80% of maxDirtyBytes
+   */
+  dirtyBytesHighWatermark?: number;
+  /**
    * Liveness turns down when the flush timer has not ticked for this many intervals.
    * @default 5
    */
@@ -204,6 +224,21 @@ export interface WriteBackModuleOptions {
    * @default flushConcurrency + 4
    */
   poolSize?: number;
+  /**
+   * How long, in ms, the tombstone of a delete (the row in `write_back_tombstones` that keeps an older write of the
+   * key from bringing it back) is kept before the module sweeps it. A write older than the delete that reaches
+   * Postgres after the sweep would bring the key back: a replica's unflushed write or a WAL replayed after an outage
+   * longer than this. Tombstones whose key has a dead letter older than the delete are never swept. The sweep runs
+   * with the flush timer (`autoFlush`). `0` keeps every tombstone for ever.
+   * @default 2592000000 (30 days)
+   */
+  tombstoneRetentionMs?: number;
+  /**
+   * Time between two tombstone sweeps, in ms. One replica sweeps at a time (an advisory lock); each sweep deletes
+   * in transactions of 500 rows until nothing older than `tombstoneRetentionMs` is left.
+   * @default 600000 (10 minutes)
+   */
+  tombstoneSweepIntervalMs?: number;
 }
 
 /** The options with every default filled in. */
@@ -225,6 +260,8 @@ export const WRITE_BACK_DEFAULTS = {
   flushConcurrency: 2,
   maxEntries: 100_000,
   maxDirtyEntries: 100_000,
+  maxDirtyBytes: 64 * 1024 * 1024,
+  maxCleanBytes: 64 * 1024 * 1024,
   backpressure: 'block',
   backpressureTimeoutMs: 5000,
   maxRetries: 3,
@@ -244,6 +281,8 @@ export const WRITE_BACK_DEFAULTS = {
   statementTimeoutMs: 30_000,
   retryAttempts: 9,
   retryDelay: 3000,
+  tombstoneRetentionMs: 30 * 24 * 3600 * 1000,
+  tombstoneSweepIntervalMs: 10 * 60 * 1000,
 } as const satisfies Partial<WriteBackModuleOptions>;
 
 type IntegerOption = {
@@ -259,6 +298,8 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   flushScaleUpLagMs: [0, 3_600_000],
   maxEntries: [1, 100_000_000],
   maxDirtyEntries: [1, 100_000_000],
+  maxDirtyBytes: [1024, 2 ** 40],
+  maxCleanBytes: [1024, 2 ** 40],
   backpressureTimeoutMs: [0, 3_600_000],
   maxRetries: [1, 1000],
   retryBaseDelayMs: [1, 3_600_000],
@@ -269,6 +310,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   shutdownTimeoutMs: [0, 3_600_000],
   maxFlushLagMs: [1, 86_400_000],
   dirtyHighWatermark: [1, 100_000_000],
+  dirtyBytesHighWatermark: [1, 2 ** 40],
   livenessStallIntervals: [2, 1000],
   maxKeyLength: [1, 10_000],
   maxValueBytes: [16, 256 * 1024 * 1024],
@@ -276,6 +318,9 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   poolSize: [1, 1000],
   retryAttempts: [0, 1000],
   retryDelay: [0, 3_600_000],
+  // Up to ten years; 0 turns sweeping off.
+  tombstoneRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
+  tombstoneSweepIntervalMs: [1000, 86_400_000],
 };
 
 const ENUMS = {
@@ -314,6 +359,7 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
   resolved.poolSize ??= resolved.flushConcurrency + 4;
   resolved.flushScaleUpLagMs ??= resolved.flushIntervalMs;
   resolved.dirtyHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyEntries * 0.8));
+  resolved.dirtyBytesHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyBytes * 0.8));
 
   if (!resolved.url === !resolved.dataSource) {
     throw new WriteBackConfigError('url', 'give exactly one of "url" (a postgres:// connection string) or "dataSource"');
@@ -346,6 +392,12 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
   }
   if (resolved.retryMaxDelayMs < resolved.retryBaseDelayMs) {
     throw new WriteBackConfigError('retryMaxDelayMs', 'must not be less than retryBaseDelayMs');
+  }
+  if (resolved.maxDirtyBytes < resolved.maxValueBytes + resolved.maxKeyLength) {
+    throw new WriteBackConfigError(
+      'maxDirtyBytes',
+      `must hold the largest write: at least maxValueBytes + maxKeyLength (${resolved.maxValueBytes + resolved.maxKeyLength}), got ${resolved.maxDirtyBytes}`,
+    );
   }
   if (resolved.poolSize < resolved.flushConcurrency) {
     throw new WriteBackConfigError('poolSize', 'must be at least flushConcurrency');

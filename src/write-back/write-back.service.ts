@@ -13,6 +13,7 @@ import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
 import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
+import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
 import {
   WriteBackClosedError,
@@ -51,11 +52,15 @@ export interface WriteBackStats {
   deadLettered: number;
   /** Unflushed entries, in flight included. */
   dirty: number;
+  /** Characters of the unflushed keys and values (what `maxDirtyBytes` bounds). */
+  dirtyBytes: number;
   inFlight: number;
   /** Batch writes running now: 1 while the flusher keeps up, up to `flushConcurrency` while it is behind. */
   flushWorkers: number;
   queued: Record<WriteBackPriority, number>;
   cleanEntries: number;
+  /** Characters of the clean keys and values (what `maxCleanBytes` bounds). */
+  cleanBytes: number;
   /** Age of the oldest unflushed write, ms (0 when nothing is dirty). */
   flushLagMs: number;
   flushDurationMs: { count: number; mean: number; max: number };
@@ -90,6 +95,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   private setCalls = 0;
   private setLatencyObserver: ((seconds: number) => void) | undefined;
   private closing = false;
+  private readonly sweeper: TombstoneSweeper;
   private shutdownDone: Promise<void> | undefined;
 
   /** @internal Built by WriteBackModule: use the module, not this constructor. */
@@ -103,7 +109,14 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     recovered: readonly WalRecord[] = [],
   ) {
     this.logger = new Logger(instanceName === 'default' ? 'WriteBackService' : `WriteBackService:${instanceName}`);
-    this.cache = new WriteBackCache(options.maxEntries, options.maxDirtyEntries, (key) => store.load(key));
+    this.cache = new WriteBackCache(
+      options.maxEntries,
+      options.maxDirtyEntries,
+      (key) => store.load(key),
+      Date.now,
+      options.maxDirtyBytes,
+      options.maxCleanBytes,
+    );
     const cache = this.cache;
     // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
     const listener: FlushListener = wal
@@ -124,7 +137,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     for (const record of recovered) {
       if (record.delta === true) {
         const state = parseWalDeltaState(record.json!);
-        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank);
+        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank, record.json!.length);
       } else {
         this.cache.requeue(record.key, record.json, record.version, record.rank);
       }
@@ -132,14 +145,23 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     if (recovered.length > 0) {
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
+    this.sweeper = new TombstoneSweeper(
+      store.dataSource,
+      store.schema,
+      { retentionMs: options.tombstoneRetentionMs, intervalMs: options.tombstoneSweepIntervalMs },
+      this.logger,
+    );
   }
 
   /**
    * Starts the flush timer (with `autoFlush`) once the whole application is built, never in the constructor: the
-   * app's `SchedulerRegistry` exists by then, and an app that fails to start leaves no timer behind.
+   * app's `SchedulerRegistry` exists by then, and an app that fails to start leaves no timer behind. The tombstone
+   * sweeper runs with the flush timer: `autoFlush: false` (tests) runs no background work at all.
    */
   onApplicationBootstrap(): void {
-    if (!this.closing) this.flusher.start();
+    if (this.closing) return;
+    this.flusher.start();
+    if (this.options.autoFlush) this.sweeper.start();
   }
 
   /** The DataSource the module writes through. */
@@ -255,10 +277,12 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       retries: flush.retries,
       deadLettered: flush.deadLettered,
       dirty: this.cache.dirty.size,
+      dirtyBytes: this.cache.dirty.bytes,
       inFlight: this.cache.dirty.inFlightCount,
       flushWorkers: this.flusher.workers,
       queued: this.cache.dirty.queuedByPriority(),
       cleanEntries: this.cache.clean.size,
+      cleanBytes: this.cache.clean.bytes,
       flushLagMs: oldest === undefined ? 0 : Math.max(0, Date.now() - oldest),
       flushDurationMs: {
         count: flush.flushes,
@@ -299,7 +323,13 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** Dead letters, oldest first; page with `afterId`. */
-  listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+  async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
+    // Checked here, not by Postgres: a NUL or an out-of-range id would otherwise be an SQL error, not bad input.
+    if (options.key !== undefined) validateKey(options.key, this.options.maxKeyLength);
+    if (options.afterId !== undefined) validateDeadLetterId(options.afterId, 'afterId');
+    if (options.limit !== undefined && (!Number.isSafeInteger(options.limit) || options.limit < 1 || options.limit > MAX_DEAD_LETTER_PAGE)) {
+      throw new WriteBackValidationError(`Option "limit" must be an integer from 1 to ${MAX_DEAD_LETTER_PAGE}, got ${String(options.limit)}.`);
+    }
     return this.store.listDeadLetters(options);
   }
 
@@ -315,6 +345,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    */
   async replayDeadLetter(id: string): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
     this.assertOpen('replayDeadLetter');
+    validateDeadLetterId(id, 'id');
     const letter = await this.store.getDeadLetter(id);
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
     if (letter.operation === 'delta') return this.replayDeltaDeadLetter(id, letter);
@@ -361,8 +392,18 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     return { requeued: true, outcome: 'committed' };
   }
 
+  /**
+   * Deletes tombstones older than `tombstoneRetentionMs` now (the module also does so every
+   * `tombstoneSweepIntervalMs` while `autoFlush` runs). Resolves with the number deleted: 0 when retention is 0 or
+   * another replica is sweeping.
+   */
+  sweepTombstones(): Promise<number> {
+    return this.sweeper.sweep();
+  }
+
   /** Deletes a dead letter for good. */
   async discardDeadLetter(id: string): Promise<void> {
+    validateDeadLetterId(id, 'id');
     if (!(await this.store.deleteDeadLetter(id))) throw new WriteBackDeadLetterNotFoundError(id);
     this.logger.log(`Dead letter ${id} discarded`);
   }
@@ -380,6 +421,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
 
   private async drain(): Promise<void> {
     this.closing = true;
+    await this.sweeper.stop();
     const dirty = this.cache.dirty.size;
     const started = Date.now();
     const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
@@ -409,7 +451,13 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    * returns the shared RESOLVED promise: no async frame per write on the hot path.
    */
   private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key)) return this.write(key, json, rank) ?? RESOLVED;
+    if (!writeThrough && this.cache.hasRoomFor(key, json === null ? 0 : json.length)) {
+      const durable = this.write(key, json, rank);
+      if (durable !== undefined) return durable;
+      // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise, so the flush
+      // timer could not fire until the dirty set was full. Once a flush is due, this write resolves after one turn.
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? nextTurn() : RESOLVED;
+    }
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
 
@@ -417,9 +465,10 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     // The last room check and the write happen in one synchronous step: writers woken together by one freed
     // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
     let deadline: number | undefined;
-    while (!this.cache.hasRoomFor(key)) {
+    const chars = change === null ? 0 : typeof change === 'string' ? change.length : deltaSize(change);
+    while (!this.cache.hasRoomFor(key, chars)) {
       deadline ??= Date.now() + this.options.backpressureTimeoutMs;
-      await this.waitForRoom(key, deadline);
+      await this.waitForRoom(key, chars, deadline);
     }
     const durable =
       change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
@@ -433,7 +482,12 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key)) return this.writeDelta(key, delta, rank) ?? RESOLVED;
+    if (!writeThrough && this.cache.hasRoomFor(key, deltaSize(delta))) {
+      const durable = this.writeDelta(key, delta, rank);
+      if (durable !== undefined) return durable;
+      // As for set: a tight loop of increments must let the flusher run once a flush is due.
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? nextTurn() : RESOLVED;
+    }
     return this.acceptSlowly(key, delta, rank, writeThrough);
   }
 
@@ -443,7 +497,13 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    * ones), so the newest record of a key is all a replay needs.
    */
   private writeDelta(key: string, delta: Delta, rank: number): Promise<void> | undefined {
-    const version = this.cache.writeDelta(key, delta, rank, (value) => serializeValue(key, value, this.options.maxValueBytes));
+    const version = this.cache.writeDelta(
+      key,
+      delta,
+      rank,
+      (value) => serializeValue(key, value, this.options.maxValueBytes),
+      deltaSize(delta),
+    );
     let durable: Promise<void> | undefined;
     if (this.wal !== undefined) {
       const entry = this.cache.dirty.get(key)!;
@@ -471,20 +531,51 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */
-  private async waitForRoom(key: string, deadline: number): Promise<void> {
-    const { maxDirtyEntries, backpressure, backpressureTimeoutMs } = this.options;
-    if (backpressure === 'reject') {
-      throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'reject');
-    }
-    while (!this.cache.hasRoomFor(key)) {
+  private async waitForRoom(key: string, chars: number, deadline: number): Promise<void> {
+    const { backpressure, backpressureTimeoutMs } = this.options;
+    if (backpressure === 'reject') throw this.overloaded(key, 'reject');
+    while (!this.cache.hasRoomFor(key, chars)) {
       const left = deadline - Date.now();
       if (left <= 0 || !(await this.cache.waitForRoom(left))) {
-        if (this.cache.hasRoomFor(key)) return;
-        throw new WriteBackOverloadedError(this.cache.dirty.size, maxDirtyEntries, 'block', backpressureTimeoutMs);
+        if (this.cache.hasRoomFor(key, chars)) return;
+        throw this.overloaded(key, 'block', backpressureTimeoutMs);
       }
       this.assertOpen('set');
     }
   }
+
+  /** The error for a write `key` that found no room, naming the bound that was reached. */
+  private overloaded(key: string, mode: 'block' | 'reject', waitedMs?: number): WriteBackOverloadedError {
+    const bound = this.cache.fullBound(key);
+    const dirty = bound === 'maxDirtyEntries' ? this.cache.dirty.size : this.cache.dirty.bytes;
+    return new WriteBackOverloadedError(dirty, this.options[bound], mode, waitedMs, bound);
+  }
+}
+
+const MAX_DEAD_LETTER_PAGE = 10_000;
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
+/** A dead-letter id is a positive Postgres bigint, as a string of digits. */
+function validateDeadLetterId(id: unknown, name: string): void {
+  if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
+    throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
+  }
+}
+
+/** Resolves after the event loop turned once (timers and I/O included: setImmediate runs after the poll phase). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's JSON text (kept as a snapshot since the
+ * call), a small constant per increment. Composed deltas are counted as the sum of their parts (an upper bound).
+ */
+function deltaSize(delta: Delta): number {
+  let size = 0;
+  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
+  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
+  return size;
 }
 
 /** The caller handles the rejection; the latency side chain must not report it again as unhandled. */

@@ -56,7 +56,7 @@ async function writeUntilKilled(demo: DemoProcess, stopAfter: number, beforeKill
 async function restartAndCountLost(env: Record<string, string>, schema: string, load: LoadResult): Promise<number> {
   const demo = await startDemo(env);
   try {
-    const flush = await fetch(`${demo.url}/kv/_flush`, { method: 'POST' });
+    const flush = await fetch(`${demo.url}/admin/flush`, { method: 'POST', headers: { 'content-type': 'application/json' } });
     expect(flush.status).toBe(200);
     const sql = await connectSql(schema);
     try {
@@ -171,7 +171,8 @@ describe('crash: SIGKILL under load, then restart', () => {
     await demo.exited;
     const restarted = await startDemo(env);
     try {
-      expect((await fetch(`${restarted.url}/kv/_flush`, { method: 'POST' })).status).toBe(200);
+      const flushed = await fetch(`${restarted.url}/admin/flush`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+      expect(flushed.status).toBe(200);
       const sql = await connectSql(schema);
       try {
         const { rows } = await sql.query('SELECT key, value FROM write_back_entries');

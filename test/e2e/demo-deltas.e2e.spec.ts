@@ -17,8 +17,8 @@ describe('demo: POST /kv/:key/increment and PATCH /kv/:key (merge-patch+json)', 
     const increments = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? a : b).request('POST', `/kv/views/increment`, 1));
     const fields = Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).request('POST', `/kv/article/increment`, { likes: 1, shares: 2 }));
     expect((await Promise.all([...increments, ...fields])).every((r) => r.status === 204)).toBe(true);
-    expect((await a.request('POST', '/kv/_flush')).status).toBe(200);
-    expect((await b.request('POST', '/kv/_flush')).status).toBe(200);
+    expect((await a.send('POST', '/admin/flush', undefined, 'application/json')).status).toBe(200);
+    expect((await b.send('POST', '/admin/flush', undefined, 'application/json')).status).toBe(200);
     const rows = await tableRows(a.sql);
     expect(rows.get('views')?.value).toBe(200);
     expect(rows.get('article')?.value).toEqual({ likes: 50, shares: 100 });
@@ -33,7 +33,7 @@ describe('demo: POST /kv/:key/increment and PATCH /kv/:key (merge-patch+json)', 
     const patched = await demo.send('PATCH', '/kv/user', JSON.stringify({ prefs: { lang: 'fr' }, tmp: null }), 'application/merge-patch+json');
     expect(patched.status).toBe(204);
     expect((await demo.request('GET', '/kv/user')).body).toEqual({ name: 'Ada', prefs: { theme: 'dark', lang: 'fr' } });
-    await demo.request('POST', '/kv/_flush');
+    expect((await demo.send('POST', '/admin/flush', undefined, 'application/json')).status).toBe(200);
     expect((await tableRows(demo.sql)).get('user')?.value).toEqual({ name: 'Ada', prefs: { theme: 'dark', lang: 'fr' } });
   });
 
@@ -45,7 +45,9 @@ describe('demo: POST /kv/:key/increment and PATCH /kv/:key (merge-patch+json)', 
       expect(response.status, body).toBe(400);
       expect(response.body).toMatchObject({ statusCode: 400 });
     }
-    expect((await demo.send('POST', '/kv/c/increment', undefined)).status).toBe(400);
+    expect((await demo.send('POST', '/kv/c/increment', undefined, 'application/json')).status).toBe(400);
+    // Without a JSON content type the request never runs (no cross-site form post): 415.
+    expect((await demo.send('POST', '/kv/c/increment', '1', 'text/plain')).status).toBe(415);
     expect((await demo.send('PATCH', '/kv/c', '{"a":1}', 'application/json')).status).toBe(415);
     expect((await demo.send('PATCH', '/kv/c', '[1]', 'application/merge-patch+json')).status).toBe(400);
     expect((await demo.request('GET', '/kv/c')).status).toBe(404);

@@ -44,7 +44,7 @@ describe('demo service on embedded Postgres (no DATABASE_URL)', () => {
     const second = withDemoEnv({ WRITE_BACK_DEMO_DATA_DIR: dataDir }, () => createApp({ logger: false }));
     await expect(second).rejects.toThrow(/in use by (this )?process/);
 
-    const flushed = await fetch(`${first.base}/kv/_flush`, { method: 'POST' });
+    const flushed = await fetch(`${first.base}/admin/flush`, { method: 'POST', headers: { 'content-type': 'application/json' } });
     expect(await flushed.json()).toMatchObject({ committed: 1, deadLettered: 0 });
     // Written after the flush: the shutdown drain must persist it before the embedded server closes.
     await fetch(`${first.base}/kv/drained`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '"bye"' });
@@ -60,7 +60,7 @@ describe('demo service on embedded Postgres (no DATABASE_URL)', () => {
     expect(await got.json()).toEqual(value);
     expect(await (await fetch(`${restarted.base}/kv/drained`)).json()).toBe('bye');
     // Served from the database, not from memory: the new instance had to load both keys.
-    const stats = (await (await fetch(`${restarted.base}/kv/_stats`)).json()) as { loads: number };
+    const stats = (await (await fetch(`${restarted.base}/admin/stats`)).json()) as { loads: number };
     expect(stats.loads).toBe(2);
     const ready = await fetch(`${restarted.base}/health/ready`);
     expect(ready.status).toBe(200);

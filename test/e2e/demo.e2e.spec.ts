@@ -41,8 +41,9 @@ async function startDemo(env: Record<string, string> = {}): Promise<Demo> {
     app,
     schema,
     sql,
+    // POST always says application/json (the demo refuses a POST without it: cross-site form posts).
     request: (method, path, body) =>
-      send(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json'),
+      send(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined && method !== 'POST' ? undefined : 'application/json'),
     putRaw: (path, raw, contentType = 'application/json') => send('PUT', path, raw, contentType),
     async close() {
       await app.close();
@@ -59,12 +60,12 @@ describe('demo service (HTTP API on Postgres)', () => {
   });
   afterAll(async () => demo?.close());
 
-  it('reads its own writes before any flush, then persists them on POST /kv/_flush', async () => {
+  it('reads its own writes before any flush, then persists them on POST /admin/flush', async () => {
     expect((await demo.request('PUT', '/kv/a', { x: 1, list: [1, 2] })).status).toBe(204);
     expect(await demo.request('GET', '/kv/a')).toEqual({ status: 200, body: { x: 1, list: [1, 2] } });
     expect((await tableRows(demo.sql)).has('a')).toBe(false);
 
-    const flushed = await demo.request('POST', '/kv/_flush');
+    const flushed = await demo.request('POST', '/admin/flush');
     expect(flushed.status).toBe(200);
     expect(flushed.body).toMatchObject({ committed: expect.any(Number), deadLettered: 0 });
     expect(flushed.body.committed).toBeGreaterThanOrEqual(1);
@@ -76,7 +77,7 @@ describe('demo service (HTTP API on Postgres)', () => {
       expect((await demo.request('PUT', `/kv/${key}`, value)).status).toBe(204);
       expect(await demo.request('GET', `/kv/${key}`)).toEqual({ status: 200, body: value });
     }
-    await demo.request('POST', '/kv/_flush');
+    await demo.request('POST', '/admin/flush');
     const rows = await tableRows(demo.sql);
     expect(rows.get('str')?.value).toBe('hello');
     expect(rows.get('nul')?.value).toBeNull();
@@ -89,7 +90,7 @@ describe('demo service (HTTP API on Postgres)', () => {
   });
 
   it('answers 400 with the error message for a bad key or body, and stores nothing', async () => {
-    const writesBefore = (await demo.request('GET', '/kv/_stats')).body.writes;
+    const writesBefore = (await demo.request('GET', '/admin/stats')).body.writes;
     const longKey = await demo.request('PUT', '/kv/toolongkey', { x: 1 });
     expect(longKey.status).toBe(400);
     expect(longKey.body).toMatchObject({ statusCode: 400, error: 'WriteBackInvalidKeyError' });
@@ -105,10 +106,10 @@ describe('demo service (HTTP API on Postgres)', () => {
     expect(noBody.status).toBe(400);
     expect(noBody.body.message).toContain('JSON');
     expect((await demo.putRaw('/kv/nobody', 'not json')).status).toBe(400);
-    expect((await demo.putRaw('/kv/nobody', '{"x":1}', 'text/plain')).status).toBe(400);
+    expect((await demo.putRaw('/kv/nobody', '{"x":1}', 'text/plain')).status).toBe(415);
 
     for (const key of ['nul0', 'nobody']) expect((await demo.request('GET', `/kv/${key}`)).status).toBe(404);
-    expect((await demo.request('GET', '/kv/_stats')).body.writes).toBe(writesBefore);
+    expect((await demo.request('GET', '/admin/stats')).body.writes).toBe(writesBefore);
   });
 
   it('answers 400 for a value over maxValueBytes and 413 for a body over the parser limit', async () => {
@@ -122,12 +123,12 @@ describe('demo service (HTTP API on Postgres)', () => {
 
   it('deletes with 204, after which GET is 404 and the row goes on flush', async () => {
     await demo.request('PUT', '/kv/gone', { v: 1 });
-    await demo.request('POST', '/kv/_flush');
+    await demo.request('POST', '/admin/flush');
     expect((await tableRows(demo.sql)).has('gone')).toBe(true);
 
     expect((await demo.request('DELETE', '/kv/gone')).status).toBe(204);
     expect((await demo.request('GET', '/kv/gone')).status).toBe(404);
-    await demo.request('POST', '/kv/_flush');
+    await demo.request('POST', '/admin/flush');
     expect((await tableRows(demo.sql)).has('gone')).toBe(false);
   });
 
@@ -149,10 +150,10 @@ describe('demo service (HTTP API on Postgres)', () => {
     expect((await tableRows(demo.sql)).get('wt')?.value).toEqual({ through: true });
   });
 
-  it('reports stats on GET /kv/_stats (not read as a key)', async () => {
-    const before = (await demo.request('GET', '/kv/_stats')).body;
+  it('reports stats on GET /admin/stats', async () => {
+    const before = (await demo.request('GET', '/admin/stats')).body;
     await demo.request('PUT', '/kv/counted', { n: 1 });
-    const stats = await demo.request('GET', '/kv/_stats');
+    const stats = await demo.request('GET', '/admin/stats');
     expect(stats.status).toBe(200);
     expect(stats.body.writes).toBe(before.writes + 1);
     expect(stats.body).toMatchObject({ dirty: expect.any(Number), flushLagMs: expect.any(Number), circuit: 'closed' });
@@ -179,7 +180,7 @@ describe('demo service (HTTP API on Postgres)', () => {
       await demo.request('PUT', '/kv/bad1', { bad: 'yes', n: 1 });
       await demo.request('PUT', '/kv/bad2', { bad: 'yes', n: 2 });
       await demo.request('PUT', '/kv/good1', { bad: 'no' });
-      const report = await demo.request('POST', '/kv/_flush');
+      const report = await demo.request('POST', '/admin/flush');
       expect(report.body).toMatchObject({ deadLettered: 2 });
       expect((await tableRows(demo.sql)).get('good1')?.value).toEqual({ bad: 'no' });
 
@@ -192,29 +193,29 @@ describe('demo service (HTTP API on Postgres)', () => {
       await demo.sql.query(`ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS no_bad`);
     }
 
-    const listed = await demo.request('GET', '/dead-letters?key=bad1');
+    const listed = await demo.request('GET', '/admin/dead-letters?key=bad1');
     expect(listed.status).toBe(200);
     expect(listed.body).toHaveLength(1);
     expect(listed.body[0]).toMatchObject({ key: 'bad1', value: { bad: 'yes', n: 1 }, operation: 'upsert', errorCode: '23514' });
-    const all = await demo.request('GET', '/dead-letters?limit=10');
+    const all = await demo.request('GET', '/admin/dead-letters?limit=10');
     expect(all.body.map((letter: { key: string }) => letter.key)).toEqual(['bad1', 'bad2', 'bad3']);
-    const page = await demo.request('GET', `/dead-letters?limit=1&afterId=${all.body[0].id}`);
+    const page = await demo.request('GET', `/admin/dead-letters?limit=1&afterId=${all.body[0].id}`);
     expect(page.body.map((letter: { key: string }) => letter.key)).toEqual(['bad2']);
 
-    const replay = await demo.request('POST', `/dead-letters/${listed.body[0].id}/replay`);
+    const replay = await demo.request('POST', `/admin/dead-letters/${listed.body[0].id}/replay`);
     expect(replay).toEqual({ status: 200, body: { requeued: true, outcome: 'committed' } });
-    await demo.request('POST', '/kv/_flush');
+    await demo.request('POST', '/admin/flush');
     expect((await tableRows(demo.sql)).get('bad1')?.value).toEqual({ bad: 'yes', n: 1 });
 
     const bad2 = all.body[1].id;
-    expect((await demo.request('DELETE', `/dead-letters/${bad2}`)).status).toBe(204);
-    const again = await demo.request('DELETE', `/dead-letters/${bad2}`);
+    expect((await demo.request('DELETE', `/admin/dead-letters/${bad2}`)).status).toBe(204);
+    const again = await demo.request('DELETE', `/admin/dead-letters/${bad2}`);
     expect(again.status).toBe(404);
     expect(again.body).toMatchObject({ statusCode: 404, error: 'WriteBackDeadLetterNotFoundError' });
-    expect((await demo.request('POST', '/dead-letters/987654321/replay')).status).toBe(404);
-    expect((await demo.request('DELETE', '/dead-letters/not-an-id')).status).toBe(400);
-    expect((await demo.request('GET', '/dead-letters?limit=0')).status).toBe(400);
-    expect((await demo.request('GET', '/dead-letters')).body.map((letter: { key: string }) => letter.key)).toEqual(['bad3']);
+    expect((await demo.request('POST', '/admin/dead-letters/987654321/replay')).status).toBe(404);
+    expect((await demo.request('DELETE', '/admin/dead-letters/not-an-id')).status).toBe(400);
+    expect((await demo.request('GET', '/admin/dead-letters?limit=0')).status).toBe(400);
+    expect((await demo.request('GET', '/admin/dead-letters')).body.map((letter: { key: string }) => letter.key)).toEqual(['bad3']);
   });
 });
 
@@ -235,7 +236,7 @@ describe('demo service under backpressure', () => {
     expect(full.body.message).toContain('maxDirtyEntries');
     // Rewriting a key already dirty takes no room; after a flush there is room again.
     expect((await demo.request('PUT', '/kv/k1', 11)).status).toBe(204);
-    await demo.request('POST', '/kv/_flush');
+    await demo.request('POST', '/admin/flush');
     expect((await demo.request('PUT', '/kv/k3', 3)).status).toBe(204);
     expect((await demo.request('GET', '/kv/k3')).body).toBe(3);
   });

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { StatefulSet } from 'kubernetes-models/apps/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +31,7 @@ const DUMMY_URL = 'postgres://user:password@db.invalid:5432/app';
 const buildDir = (): string => path.dirname(demoMain());
 
 /** Environment variables of the demo that are not write-back options. */
-const OTHER_DEMO_VARIABLES = ['DATABASE_URL', 'PORT', 'WRITE_BACK_DEMO_DATA_DIR'];
+const OTHER_DEMO_VARIABLES = ['DATABASE_URL', 'PORT', 'HOST', 'API_TOKEN', 'WRITE_BACK_DEMO_DATA_DIR'];
 /** Variables Node itself reads. */
 const NODE_VARIABLES = ['NODE_ENV', 'NODE_OPTIONS'];
 const OPTION_VARIABLES = new Set(WRITE_BACK_OPTION_NAMES.map((name) => writeBackEnvName(name)));
@@ -239,6 +240,7 @@ describe('deployment files (docker/) cross-checked against the code', () => {
       'v1/ConfigMap': ConfigMap,
       'v1/Secret': Secret,
       'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+      'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
     };
     for (const { file, doc } of k8s) {
       const Model = models[`${doc.apiVersion}/${doc.kind}`];
@@ -373,6 +375,36 @@ describe('deployment files (docker/) cross-checked against the code', () => {
     expect(compose.services.postgres.healthcheck.test.join(' ')).toContain('pg_isready');
   });
 
+  it('the API token comes from a Secret, and a NetworkPolicy admits only clients and Prometheus to the http port', () => {
+    const apiToken = container.env.find((e: Json) => e.name === 'API_TOKEN');
+    expect(apiToken, 'the StatefulSet sets API_TOKEN').toBeDefined();
+    expect(apiToken.value, 'API_TOKEN never inline').toBeUndefined();
+    const ref = apiToken.valueFrom.secretKeyRef;
+    expect(ref.optional, 'a pod without the token does not start').not.toBe(true);
+    const example = one('Secret', ref.name);
+    const token = (example.stringData ?? {})[ref.key];
+    expect(token, `the example Secret ${ref.name} holds ${ref.key}`).toEqual(expect.any(String));
+    expect(configMap.data.API_TOKEN, 'the token is not in the ConfigMap').toBeUndefined();
+    expect(app.environment.API_TOKEN, 'nor in compose').toBeUndefined();
+
+    const policy = one('NetworkPolicy');
+    const labels = statefulSet.spec.template.metadata.labels;
+    expect(Object.entries(policy.spec.podSelector.matchLabels).every(([k, v]) => labels[k] === v), 'selects the demo pods').toBe(true);
+    expect(policy.spec.policyTypes.sort()).toEqual(['Egress', 'Ingress']);
+    const port = Number(configMap.data.PORT ?? imageEnv.PORT);
+    for (const rule of policy.spec.ingress) {
+      expect(rule.from?.length, 'every ingress rule names its sources (none would mean everyone)').toBeGreaterThan(0);
+      for (const source of rule.from) expect(source.ipBlock?.cidr, 'no ingress from any address').not.toBe('0.0.0.0/0');
+      expect(rule.ports.map((p: Json) => portNumber(p.port, container))).toEqual([port]);
+    }
+    // Egress: Postgres on the port of the Secret's URL, and DNS; nothing else.
+    const databaseUrl = container.env.find((e: Json) => e.name === 'DATABASE_URL').valueFrom.secretKeyRef;
+    const postgresPort = Number(new URL(one('Secret', databaseUrl.name).stringData[databaseUrl.key]).port || 5432);
+    const egressPorts = policy.spec.egress.flatMap((rule: Json) => rule.ports.map((p: Json) => `${p.protocol}/${p.port}`)).sort();
+    expect(egressPorts).toEqual([`TCP/${postgresPort}`, 'TCP/53', 'UDP/53'].sort());
+    expect(readFileSync(path.join(DOCKER, 'k8s/kustomization.yaml'), 'utf8')).toContain('networkpolicy.yaml');
+  });
+
   it('the Dockerfile is multi-stage, runs as a non-root user and starts node itself as PID 1', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const build = stages[0];
@@ -500,7 +532,11 @@ describe("the image's start command as a plain process", () => {
     dirs.push(scratch);
     const schema = freshSchema();
     const port = await freePort();
-    const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(WRITE_BACK_|DATABASE_URL$|PORT$|NODE_OPTIONS$|NODE_ENV$)/.test(name)));
+    const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(WRITE_BACK_|DATABASE_URL$|PORT$|HOST$|API_TOKEN$|NODE_OPTIONS$|NODE_ENV$)/.test(name)));
+    // The API token the StatefulSet reads from its Secret (the example's value stands in for the real one).
+    const tokenRef = container.env.find((e: Json) => e.name === 'API_TOKEN').valueFrom.secretKeyRef;
+    const secrets = yamlFiles().find((f) => f.file === 'docker/k8s/secret.example.yaml')!.documents;
+    const apiToken = secrets.find((doc) => doc.metadata.name === tokenRef.name).stringData[tokenRef.key] as string;
     const env = {
       ...base,
       ...envOf(runtime.instructions),
@@ -508,6 +544,7 @@ describe("the image's start command as a plain process", () => {
       ...containerEnv,
       // What the cluster provides differently here: the Secret's URL, a free port, the volume in a temp dir.
       DATABASE_URL: databaseUrl(),
+      API_TOKEN: apiToken,
       WRITE_BACK_SCHEMA: schema,
       PORT: String(port),
       WRITE_BACK_WAL_DIR: path.join(scratch, 'wal'),
@@ -541,7 +578,13 @@ describe("the image's start command as a plain process", () => {
         expect(((await response.json()) as { status: string }).status).toBe('ok');
       }
       // The runtime packages cover the whole demo: the API, OpenAPI and metrics.
-      const put = await fetch(`${url}/kv/image-check`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"ok":true}' });
+      const unauthorized = await fetch(`${url}/kv/image-check`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '"no"' });
+      expect(unauthorized.status, 'writes need the token from the Secret').toBe(401);
+      const put = await fetch(`${url}/kv/image-check`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiToken}` },
+        body: '{"ok":true}',
+      });
       expect(put.status).toBe(204);
       expect((await readdir(path.join(scratch, 'wal'))).some((f) => f.endsWith('.log')), 'wal-sync wrote a WAL segment').toBe(true);
       expect((await fetch(`${url}/docs-json`)).status).toBe(200);

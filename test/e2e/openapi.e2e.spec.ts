@@ -10,16 +10,19 @@ import { withDemoEnv } from '../support/demo-env.js';
  * exactly these status codes: a new route or a new error answer has to be documented before this passes.
  */
 const EXPECTED: Record<string, string[]> = {
-  'put /kv/{key}': ['204', '400', '413', '502', '503'],
+  'put /kv/{key}': ['204', '400', '401', '413', '415', '502', '503'],
   'get /kv/{key}': ['200', '400', '404'],
-  'delete /kv/{key}': ['204', '400', '502', '503'],
-  'post /kv/{key}/increment': ['204', '400', '502', '503'],
-  'patch /kv/{key}': ['204', '400', '415', '502', '503'],
-  'post /kv/_flush': ['200', '400', '503'],
-  'get /kv/_stats': ['200'],
-  'get /dead-letters': ['200', '400'],
-  'post /dead-letters/{id}/replay': ['200', '400', '404', '503'],
-  'delete /dead-letters/{id}': ['204', '400', '404'],
+  'delete /kv/{key}': ['204', '400', '401', '415', '502', '503'],
+  'post /kv/{key}/increment': ['204', '400', '401', '415', '502', '503'],
+  'patch /kv/{key}': ['204', '400', '401', '415', '502', '503'],
+  'put /kv': ['400', '401', '415'],
+  'get /kv': ['400'],
+  'delete /kv': ['400', '401', '415'],
+  'post /admin/flush': ['200', '400', '401', '415', '503'],
+  'get /admin/stats': ['200', '401'],
+  'get /admin/dead-letters': ['200', '400', '401'],
+  'post /admin/dead-letters/{id}/replay': ['200', '400', '401', '404', '415', '503'],
+  'delete /admin/dead-letters/{id}': ['204', '400', '401', '404', '415'],
   'get /health/live': ['200', '503'],
   'get /health/ready': ['200', '503'],
   'get /metrics': ['200'],
@@ -31,8 +34,8 @@ const EXPECTED_QUERY: Record<string, string[]> = {
   'delete /kv/{key}': ['priority', 'writeThrough'],
   'post /kv/{key}/increment': ['priority', 'writeThrough'],
   'patch /kv/{key}': ['priority', 'writeThrough'],
-  'post /kv/_flush': ['timeoutMs'],
-  'get /dead-letters': ['afterId', 'key', 'limit'],
+  'post /admin/flush': ['timeoutMs'],
+  'get /admin/dead-letters': ['afterId', 'key', 'limit'],
 };
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
@@ -136,27 +139,27 @@ describe('OpenAPI document of the demo (/docs, /docs-json)', () => {
       const response = await fetch(base + path, {
         method,
         body: body === undefined ? undefined : JSON.stringify(body),
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined && method !== 'POST' ? {} : { 'content-type': 'application/json' },
       });
       return { status: response.status, body: (response.status === 204 ? undefined : await response.json()) as any };
     };
 
     expect((await json('PUT', '/kv/openapi', { a: 1 })).status).toBe(204);
-    const stats = await json('GET', '/kv/_stats');
-    expect(Object.keys(stats.body).sort()).toEqual(propertiesOf('get /kv/_stats', '200'));
-    const flush = await json('POST', '/kv/_flush');
-    expect(Object.keys(flush.body).sort()).toEqual(propertiesOf('post /kv/_flush', '200'));
+    const stats = await json('GET', '/admin/stats');
+    expect(Object.keys(stats.body).sort()).toEqual(propertiesOf('get /admin/stats', '200'));
+    const flush = await json('POST', '/admin/flush');
+    expect(Object.keys(flush.body).sort()).toEqual(propertiesOf('post /admin/flush', '200'));
     const missing = await json('GET', '/kv/nothing-here');
     expect(missing.status).toBe(404);
     expect(Object.keys(missing.body).sort()).toEqual(propertiesOf('get /kv/{key}', '404'));
     const badPriority = await json('PUT', '/kv/openapi?priority=bogus', 1);
     expect(badPriority.status).toBe(400);
     expect(Object.keys(badPriority.body).sort()).toEqual(propertiesOf('put /kv/{key}', '400'));
-    const letters = await json('GET', '/dead-letters');
+    const letters = await json('GET', '/admin/dead-letters');
     expect(letters).toEqual({ status: 200, body: [] });
-    const unknownLetter = await json('POST', '/dead-letters/999999/replay');
+    const unknownLetter = await json('POST', '/admin/dead-letters/999999/replay');
     expect(unknownLetter.status).toBe(404);
-    expect(Object.keys(unknownLetter.body).sort()).toEqual(propertiesOf('post /dead-letters/{id}/replay', '404'));
+    expect(Object.keys(unknownLetter.body).sort()).toEqual(propertiesOf('post /admin/dead-letters/{id}/replay', '404'));
     const ready = await json('GET', '/health/ready');
     expect(ready.status).toBe(200);
     const health = propertiesOf('get /health/ready', '200');

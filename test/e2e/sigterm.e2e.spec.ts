@@ -76,7 +76,7 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
           }
         }),
       );
-      const stats = (await (await fetch(`${demo.url}/kv/_stats`)).json()) as { dirty: number };
+      const stats = (await (await fetch(`${demo.url}/admin/stats`)).json()) as { dirty: number };
       expect(stats.dirty).toBe(KEYS);
       expect((await tableRows(sql)).size).toBe(0);
       expect((await fetch(`${demo.url}/health/ready`)).status).toBe(200);

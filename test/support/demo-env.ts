@@ -1,5 +1,5 @@
 /** The variables the demo reads; cleared before each boot so the outer environment cannot leak in. */
-export const DEMO_ENV = /^(WRITE_BACK_|DATABASE_URL$|PORT$)/;
+export const DEMO_ENV = /^(WRITE_BACK_|DATABASE_URL$|PORT$|HOST$|API_TOKEN$)/;
 
 /** The demo's variables in `env`, for checking a spec left process.env as it found it. */
 export const demoEnvOf = (env: NodeJS.ProcessEnv) => Object.entries(env).filter(([name]) => DEMO_ENV.test(name));

@@ -51,7 +51,7 @@ export interface DemoProcess {
 export async function startDemo(env: Record<string, string>, timeoutMs = 60_000): Promise<DemoProcess> {
   const port = await freePort();
   const base = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('WRITE_BACK_') && name !== 'DATABASE_URL'),
+    Object.entries(process.env).filter(([name]) => !name.startsWith('WRITE_BACK_') && !['DATABASE_URL', 'HOST', 'API_TOKEN'].includes(name)),
   );
   const child = spawn(process.execPath, [demoMain()], {
     cwd: ROOT,

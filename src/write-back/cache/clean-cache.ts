@@ -6,20 +6,29 @@ export interface CleanEntry {
   readonly version: number;
 }
 
+/** The size of a clean entry for `maxCleanBytes`: characters of its key and JSON text (at least 1, as lru-cache wants). */
+const sizeOf = (entry: CleanEntry, key: string): number => key.length + entry.json.length;
+
 /**
- * Clean entries, evicted least-recently-used beyond `maxEntries`. Dirty entries never live here (they are in
- * the DirtySet and are never evicted), so eviction can only drop values Postgres already holds.
+ * Clean entries, evicted least-recently-used beyond `maxEntries` or beyond `maxBytes` characters of keys and
+ * values. Dirty entries never live here (they are in the DirtySet and are never evicted), so eviction can only
+ * drop values Postgres already holds.
  */
 export class CleanCache {
   private readonly lru: LRUCache<string, CleanEntry>;
   private maxVersion = 0;
 
-  constructor(maxEntries: number) {
-    this.lru = new LRUCache<string, CleanEntry>({ max: maxEntries });
+  constructor(maxEntries: number, maxBytes = Number.MAX_SAFE_INTEGER) {
+    this.lru = new LRUCache<string, CleanEntry>({ max: maxEntries, maxSize: maxBytes, sizeCalculation: sizeOf });
   }
 
   get size(): number {
     return this.lru.size;
+  }
+
+  /** Characters of the cached keys and values. */
+  get bytes(): number {
+    return this.lru.calculatedSize;
   }
 
   /** The highest version ever stored here (0 if none): no cached entry holds a higher one. */

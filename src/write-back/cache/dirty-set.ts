@@ -55,6 +55,8 @@ export interface FlushItem {
  */
 class Entry implements DirtyEntry {
   relative = false;
+  /** Characters counted in `bytes` for the deltas this entry holds (an upper bound: kept until it stops holding deltas). */
+  deltaChars = 0;
   delta: Delta | undefined = undefined;
   flight: FlushItem | undefined = undefined;
   sinceSnapshot = 0;
@@ -157,6 +159,9 @@ export class DirtySet {
   private ageTail: Entry | null = null;
   private readonly lateOrder = new Set<Entry>();
 
+  /** Characters of the keys and current values (JSON text) of the dirty entries: what `maxDirtyBytes` bounds. */
+  bytes = 0;
+
   get size(): number {
     return this.entries.size;
   }
@@ -235,12 +240,15 @@ export class DirtySet {
     now: number,
     wasClean = false,
     delta?: Delta,
+    deltaChars = 0,
   ): boolean {
     if (found === undefined) {
+      this.bytes += key.length + (json === null ? 0 : json.length) + deltaChars;
       const created = new Entry(key, json, version, rank, now);
       if (delta !== undefined) {
         created.relative = true;
         created.delta = delta;
+        created.deltaChars = deltaChars;
       }
       this.entries.set(key, created);
       this.queueFor(key, rank, wasClean).push(created);
@@ -248,6 +256,14 @@ export class DirtySet {
       return false;
     }
     const entry = found as Entry;
+    this.bytes += (json === null ? 0 : json.length) - (entry.json === null ? 0 : entry.json.length);
+    if (delta !== undefined) {
+      entry.deltaChars += deltaChars;
+      this.bytes += deltaChars;
+    } else if (entry.deltaChars !== 0) {
+      this.bytes -= entry.deltaChars;
+      entry.deltaChars = 0;
+    }
     entry.json = json;
     entry.version = version;
     entry.relative = delta !== undefined;
@@ -278,9 +294,19 @@ export class DirtySet {
    * Restores a key's deltas from the write-ahead log (a new entry): `flight`, a snapshot whose outcome is unknown,
    * is written first exactly as it was; `pending`, at `version`, after it. Replaces nothing: the key must be clean.
    */
-  restoreDelta(key: string, flight: FlushItem | undefined, pending: Delta | undefined, version: number, rank: number, now: number): void {
+  restoreDelta(
+    key: string,
+    flight: FlushItem | undefined,
+    pending: Delta | undefined,
+    version: number,
+    rank: number,
+    now: number,
+    deltaChars = 0,
+  ): void {
     if (this.entries.has(key)) throw new Error(`restoreDelta: key ${JSON.stringify(key)} is already dirty`);
     const entry = new Entry(key, null, version, rank, now);
+    this.bytes += key.length + deltaChars;
+    entry.deltaChars = deltaChars;
     entry.relative = true;
     entry.delta = pending;
     entry.flight = flight;
@@ -351,6 +377,7 @@ export class DirtySet {
     if (entry.flight === item) entry.flight = undefined;
     if (entry.version === item.version) {
       this.entries.delete(item.key);
+      this.bytes -= entry.key.length + (entry.json === null ? 0 : entry.json.length) + entry.deltaChars;
       if (entry.queue !== null) entry.queue.remove(entry);
       if (entry.late) this.lateOrder.delete(entry);
       else this.removeAge(entry);

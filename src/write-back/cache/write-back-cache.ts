@@ -33,14 +33,18 @@ export class WriteBackCache implements FlushListener {
   private readonly clock: VersionClock;
   private readonly loading = new Map<string, PendingLoad>();
   private roomWaiters: (() => void)[] = [];
+  /** The clock reading of the latest `write` (ms), so the caller need not read the clock again. */
+  lastWriteAt = 0;
 
   constructor(
     maxEntries: number,
     private readonly maxDirtyEntries: number,
     private readonly loader: (key: string) => Promise<StoredRow | undefined>,
     private readonly now: () => number = Date.now,
+    private readonly maxDirtyBytes = Number.MAX_SAFE_INTEGER,
+    maxCleanBytes = Number.MAX_SAFE_INTEGER,
   ) {
-    this.clean = new CleanCache(maxEntries);
+    this.clean = new CleanCache(maxEntries, maxCleanBytes);
     this.clock = new VersionClock(now);
   }
 
@@ -131,9 +135,22 @@ export class WriteBackCache implements FlushListener {
     return this.clean.peek(key)?.json;
   }
 
-  /** True if a write to `key` fits under `maxDirtyEntries` now (rewriting a dirty key always fits). */
-  hasRoomFor(key: string): boolean {
-    return this.dirty.size < this.maxDirtyEntries || this.dirty.has(key);
+  /**
+   * True if a write to `key` whose value has `valueChars` characters (0 for a delete) fits under `maxDirtyEntries`
+   * and `maxDirtyBytes` now. Rewriting a dirty key takes no entry, and fits if what it adds fits in bytes.
+   */
+  hasRoomFor(key: string, valueChars = 0): boolean {
+    // The common case with one comparison each: counting the whole write against the bytes (a rewrite adds less).
+    if (this.dirty.size < this.maxDirtyEntries && this.dirty.bytes + key.length + valueChars <= this.maxDirtyBytes) return true;
+    const entry = this.dirty.get(key);
+    if (entry === undefined) return false;
+    const added = valueChars - (entry.json === null ? 0 : entry.json.length);
+    return added <= 0 || this.dirty.bytes + added <= this.maxDirtyBytes;
+  }
+
+  /** Which bound keeps `key` out now: `maxDirtyEntries` when the entries are full, else `maxDirtyBytes`. */
+  fullBound(key: string): 'maxDirtyEntries' | 'maxDirtyBytes' {
+    return this.dirty.size >= this.maxDirtyEntries && !this.dirty.has(key) ? 'maxDirtyEntries' : 'maxDirtyBytes';
   }
 
   /** Resolves when an entry leaves the dirty set (the caller checks again), or false after `timeoutMs`. */
@@ -154,6 +171,7 @@ export class WriteBackCache implements FlushListener {
   /** Records a write (`json === null`: a delete) at a version above any this process has seen for the key. */
   write(key: string, json: string | null, rank: number): number {
     const now = this.now();
+    this.lastWriteAt = now;
     const dirty = this.dirty.get(key);
     let floor = 0;
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
@@ -189,7 +207,7 @@ export class WriteBackCache implements FlushListener {
    * otherwise it is kept as a delta, composed with the pending ones, and applied by Postgres to whatever the row
    * holds then. Throws (changing nothing) when the change cannot apply. Returns the version.
    */
-  writeDelta(key: string, delta: Delta, rank: number, serialize: (value: unknown) => string): number {
+  writeDelta(key: string, delta: Delta, rank: number, serialize: (value: unknown) => string, deltaChars = 0): number {
     const dirty = this.dirty.get(key);
     if (dirty !== undefined && !dirty.relative) {
       const value = applyDelta(key, dirty.json === null ? undefined : JSON.parse(dirty.json), delta);
@@ -204,7 +222,7 @@ export class WriteBackCache implements FlushListener {
     const now = this.now();
     const version = this.clock.next(Math.max(dirty?.version ?? 0, base?.version ?? 0), now);
     this.counters.writes++;
-    if (this.dirty.writeEntry(dirty, key, null, version, rank, now, false, composed)) this.counters.coalesced++;
+    if (this.dirty.writeEntry(dirty, key, null, version, rank, now, false, composed, deltaChars)) this.counters.coalesced++;
     return version;
   }
 
@@ -215,11 +233,12 @@ export class WriteBackCache implements FlushListener {
     pending: Delta | undefined,
     version: number,
     rank: number,
+    deltaChars = 0,
   ): void {
     const item = flight === undefined ? undefined : { key, json: null, version: flight.version, rank, delta: flight.delta };
     this.clock.next(version);
     this.counters.writes++;
-    this.dirty.restoreDelta(key, item, pending, version, rank, this.now());
+    this.dirty.restoreDelta(key, item, pending, version, rank, this.now(), deltaChars);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { DirtySet, FlushItem } from '../cache/dirty-set.js';
 import type { DeadLetterFailure } from '../store/write-back.store.js';
 import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
-import { classifyError, errorCode } from './error-classifier.js';
+import { classifyError, errorCode, isLostConnection } from './error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 
 /** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
@@ -192,6 +192,14 @@ export class Flusher {
     return this.breaker.state(this.now());
   }
 
+  /**
+   * True when the flush timer should have fired by `now` (a full batch or a `high` write armed it, or the
+   * interval passed) but has not run yet: the event loop has not turned since. False while the timer is stopped.
+   */
+  isFlushDue(now: number): boolean {
+    return now >= this.timerDueAt;
+  }
+
   /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
@@ -247,6 +255,16 @@ export class Flusher {
    * `queued` plus the error when Postgres did not take it (the entry then stays dirty for the flusher).
    */
   async flushKey(key: string): Promise<{ outcome: Outcome | 'superseded' | 'queued'; error?: unknown }> {
+    const first = await this.flushKeyOnce(key);
+    // A pooled connection that died while idle (a restart, a failover, pg_terminate_backend) fails the first
+    // statement sent on it. The write is guarded by version, so writing it again on a fresh connection is safe:
+    // once, so a caller waiting for a commit gets one instead of an error; a database that is really down
+    // still fails it.
+    if (first.outcome === 'queued' && isLostConnection(first.error)) return this.flushKeyOnce(key);
+    return first;
+  }
+
+  private async flushKeyOnce(key: string): Promise<{ outcome: Outcome | 'superseded' | 'queued'; error?: unknown }> {
     for (;;) {
       const entry = this.dirty.get(key);
       if (entry === undefined) return { outcome: 'committed' };

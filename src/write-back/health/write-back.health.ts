@@ -58,6 +58,9 @@ export class WriteBackHealthIndicator implements OnModuleInit {
     const reasons: string[] = [];
     if (stats.flushLagMs > options.maxFlushLagMs) reasons.push(`flush lag ${stats.flushLagMs} ms > maxFlushLagMs ${options.maxFlushLagMs}`);
     if (stats.dirty > options.dirtyHighWatermark) reasons.push(`dirty ${stats.dirty} > dirtyHighWatermark ${options.dirtyHighWatermark}`);
+    if (stats.dirtyBytes > options.dirtyBytesHighWatermark) {
+      reasons.push(`dirty bytes ${stats.dirtyBytes} > dirtyBytesHighWatermark ${options.dirtyBytesHighWatermark}`);
+    }
     if (stats.circuit === 'open') reasons.push('circuit open: Postgres is failing');
     if (this.service.isShuttingDown) reasons.push('shutting down');
     let deadLetters: number | null = null;
@@ -70,6 +73,7 @@ export class WriteBackHealthIndicator implements OnModuleInit {
       healthy: reasons.length === 0,
       details: {
         dirty: stats.dirty,
+        dirtyBytes: stats.dirtyBytes,
         flushLagMs: stats.flushLagMs,
         inFlight: stats.inFlight,
         flushWorkers: stats.flushWorkers,

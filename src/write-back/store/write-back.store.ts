@@ -55,7 +55,7 @@ export class WriteBackStore {
    */
   constructor(
     readonly dataSource: DataSource,
-    schema: string | undefined,
+    readonly schema: string | undefined,
     private readonly batchDeadlineMs = 0,
     /** Whose deltas this store writes: the key of the instance's entries in the delta ledger. */
     readonly origin: string = randomUUID(),
@@ -218,6 +218,7 @@ export class WriteBackStore {
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let expired: Error | undefined;
+    let lost: unknown;
     try {
       return skippedKeys(
         await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
@@ -227,11 +228,18 @@ export class WriteBackStore {
           return expired;
         }),
       );
+    } catch (error) {
+      // A FATAL (57P01 after pg_terminate_backend, a restart) can arrive before the socket closes: released as
+      // healthy, the connection would fail the retry too.
+      if (expired === undefined && isLostConnection(error)) lost = error;
+      throw error;
     } finally {
       if (expired !== undefined) {
         // The pool must not hand this connection out again: close its socket and release it as broken.
         client.connection?.stream?.destroy();
         await (runner as unknown as { releasePostgresConnection(error: Error): Promise<void> }).releasePostgresConnection(expired);
+      } else if (lost !== undefined) {
+        await (runner as unknown as { releasePostgresConnection(error: unknown): Promise<void> }).releasePostgresConnection(lost);
       } else {
         await runner.release();
       }
