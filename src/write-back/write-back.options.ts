@@ -239,6 +239,14 @@ export interface WriteBackModuleOptions {
    * @default 600000 (10 minutes)
    */
   tombstoneSweepIntervalMs?: number;
+  /**
+   * How long a row of the delta ledger (`write_back_delta_ledger`: the highest delta version each writer applied to
+   * each key) is kept after it was last written; the tombstone sweeper deletes older ones. A delta whose outcome
+   * stays unknown for longer than this (Postgres unreachable that long with the delta in flight, or a write-ahead
+   * log left unreplayed that long) could be applied a second time. `0` keeps them for ever.
+   * @default 2592000000 (30 days)
+   */
+  deltaLedgerRetentionMs?: number;
 }
 
 /** The options with every default filled in. */
@@ -283,6 +291,7 @@ export const WRITE_BACK_DEFAULTS = {
   retryDelay: 3000,
   tombstoneRetentionMs: 30 * 24 * 3600 * 1000,
   tombstoneSweepIntervalMs: 10 * 60 * 1000,
+  deltaLedgerRetentionMs: 30 * 24 * 3600 * 1000,
 } as const satisfies Partial<WriteBackModuleOptions>;
 
 type IntegerOption = {
@@ -321,6 +330,7 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   // Up to ten years; 0 turns sweeping off.
   tombstoneRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
   tombstoneSweepIntervalMs: [1000, 86_400_000],
+  deltaLedgerRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
 };
 
 const ENUMS = {

@@ -148,7 +148,11 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     this.sweeper = new TombstoneSweeper(
       store.dataSource,
       store.schema,
-      { retentionMs: options.tombstoneRetentionMs, intervalMs: options.tombstoneSweepIntervalMs },
+      {
+        retentionMs: options.tombstoneRetentionMs,
+        intervalMs: options.tombstoneSweepIntervalMs,
+        ledgerRetentionMs: options.deltaLedgerRetentionMs,
+      },
       this.logger,
     );
   }

@@ -230,4 +230,25 @@ describe('increment and merge on Postgres: coalesced deltas applied exactly once
       for (const dir of dirs) await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('sweeps ledger rows older than deltaLedgerRetentionMs; keeps newer ones and those of dead letters that still exist', async () => {
+    const t = await start({ deltaLedgerRetentionMs: 60_000 });
+    await t.service.increment('old', 1);
+    await t.service.increment('new', 1);
+    await t.service.flush();
+    const origin = (await t.sql.query(`SELECT origin FROM write_back_delta_ledger WHERE key = 'old'`)).rows[0].origin as string;
+    const { rows } = await t.sql.query(
+      `INSERT INTO write_back_dead_letters (key, value, version, operation, error_message, attempts, first_failed_at, last_failed_at)
+       VALUES ('dl', '{"i": 1}', 1, 'delta', 'x', 1, now(), now()) RETURNING id::text AS id`,
+    );
+    await t.sql.query(
+      `INSERT INTO write_back_delta_ledger (origin, key, version) VALUES ($1, 'dl', 1), ('dead-letter:999999999', 'gone', 1)`,
+      [`dead-letter:${rows[0].id}`],
+    );
+    await t.sql.query(`UPDATE write_back_delta_ledger SET applied_at = now() - interval '2 minutes' WHERE key <> 'new'`);
+    await t.service.sweepTombstones();
+    const left = (await t.sql.query('SELECT origin, key FROM write_back_delta_ledger ORDER BY key')).rows;
+    expect(left.map((r) => r.key)).toEqual(['dl', 'new']);
+    expect(left.every((r) => r.origin !== origin || r.key === 'new')).toBe(true);
+  });
 });
