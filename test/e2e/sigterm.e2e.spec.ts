@@ -114,12 +114,19 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
       const afterSignal = readiness.observations.filter((o) => o.at > signalledAt);
       const down = afterSignal.filter((o) => o.status === 503);
       expect(down.length, 'readiness was observed down before the process exited').toBeGreaterThan(0);
-      expect(down[0].body.error.writeBack.reasons).toContain('shutting down');
+      // Terminus answers 503 "shutting_down" from its own shutdown hook on; the module's indicator says why too once
+      // its drain runs (the module is global, so its hook may run after terminus').
+      // (While terminus is shutting down it lists every indicator under `details`, `error` stays empty.)
+      const ours = (o: (typeof down)[number]) =>
+        (o.body?.details?.writeBack?.reasons ?? o.body?.error?.writeBack?.reasons)?.includes('shutting down') === true;
+      for (const o of down) expect(o.body?.status === 'shutting_down' || ours(o), JSON.stringify(o)).toBe(true);
+      expect(down.some(ours), 'the indicator reported its drain').toBe(true);
       // Once down it stays down until the server closes.
       expect(afterSignal.slice(afterSignal.indexOf(down[0])).every((o) => o.status === 503)).toBe(true);
       expect(refusedWrite).toBe(503);
       // Keep-alive connections are closed after each answer once shutdown began, so none holds the exit back.
-      expect(down.every((o) => o.connection === 'close')).toBe(true);
+      // (A probe already past the middleware when shutdown began may still answer keep-alive, once.)
+      expect(down.slice(1).every((o) => o.connection === 'close')).toBe(true);
       expect(readiness.observations[0].connection).not.toBe('close');
 
       expect(demo.output()).toMatch(new RegExp(`Shutdown drain flushed ${KEYS} entries in \\d+ ms`));
