@@ -12,7 +12,7 @@ import { renderSvg, renderTable } from './lib/report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const SCENARIOS = ['set', 'get', 'sustained', 'wal', 'memory', 'http'];
+const SCENARIOS = ['set', 'get', 'sustained', 'wal', 'memory', 'http', 'counters'];
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -24,7 +24,7 @@ for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown
 const unknown = args.filter((a) => !['--quick', '--profile', '--no-write'].includes(a) && !a.startsWith('--only='));
 if (unknown.length) throw new Error(`unknown argument(s): ${unknown.join(' ')}`);
 
-const serverUrl = process.env.DATABASE_URL ?? DEFAULT_SERVER_URL;
+const serverUrl = process.env.DATABASE_URL?.trim() || DEFAULT_SERVER_URL; // empty means unset
 const dbName = `write_back_bench_${process.pid}`;
 const command =
   process.env.npm_lifecycle_event === 'bench' ? `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}` : `node bench/run.mjs ${args.join(' ')}`.trim();

@@ -12,9 +12,9 @@ import { HttpErrorFilter } from './kv/http-exception.filter.js';
 import { JsonContentTypeGuard } from './kv/json-content-type.guard.js';
 import { KeepAliveDrain } from './kv/keep-alive-drain.js';
 import { KvController } from './kv/kv.controller.js';
+import { KvDeltasController } from './kv/kv-deltas.controller.js';
 import { MetricsController } from './kv/metrics.controller.js';
-import { WriteBackExceptionFilter } from './kv/write-back-exception.filter.js';
-import { WriteBackModule } from './write-back/index.js';
+import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js';
 
 /**
  * The demo service: an HTTP key-value API over the write-back cache. Configured from the environment
@@ -26,7 +26,7 @@ import { WriteBackModule } from './write-back/index.js';
     TerminusModule,
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
   ],
-  controllers: [KvController, AdminController, DeadLettersController, HealthController, MetricsController],
+  controllers: [KvController, KvDeltasController, AdminController, DeadLettersController, HealthController, MetricsController],
   providers: [
     // Guards run in this order: the token first (401), then the content type (415).
     { provide: APP_GUARD, useClass: ApiTokenGuard },

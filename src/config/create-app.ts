@@ -30,7 +30,12 @@ export async function createApp(options: { logger?: LoggerService | LogLevel[] |
   app.disable('x-powered-by');
   hardenHttpServer(app.getHttpServer(), maxKeyLength);
   app.use(app.get(KeepAliveDrain).middleware);
-  app.useBodyParser('json', { strict: false, limit: Math.max(MIN_BODY_LIMIT_BYTES, 2 * maxValueBytes) });
+  // JSON values, and JSON Merge Patches (PATCH /kv/:key) under their own media type.
+  app.useBodyParser('json', {
+    strict: false,
+    limit: Math.max(MIN_BODY_LIMIT_BYTES, 2 * maxValueBytes),
+    type: ['application/json', 'application/merge-patch+json'],
+  });
   setupOpenApi(app);
   return app;
 }

@@ -12,9 +12,9 @@ interface HeaderRequest {
 
 /**
  * Mutating requests take JSON only. A request with a body must say `Content-Type: application/json` (415
- * otherwise; a PATCH may say `application/merge-patch+json`); a `POST` must say so even without a body. A browser sends a cross-site `POST` without asking the
+ * otherwise); a `POST` must say so even without a body. A browser sends a cross-site `POST` without asking the
  * server first (a "simple request") only with a form or `text/plain` content type or none: requiring
- * `application/json` makes every such request fail here, before anything runs, while a script that really is
+ * `application/json` (or, for `PATCH`, `application/merge-patch+json`) makes every such request fail here, before anything runs, while a script that really is
  * allowed (same origin, or CORS) can send the header. PUT, PATCH and DELETE are never simple requests.
  */
 @Injectable()
@@ -26,8 +26,8 @@ export class JsonContentTypeGuard implements CanActivate {
     const hasBody = Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined;
     if (!hasBody && request.method !== 'POST') return true;
     const contentType = request.headers['content-type'];
+    // A JSON Merge Patch (RFC 7396) has a media type of its own, for PATCH.
     const mediaType = mediaTypeOf(contentType);
-    // PATCH carries JSON Merge Patch (RFC 7396); the route itself decides which of the two it takes.
     if (mediaType !== 'application/json' && !(request.method === 'PATCH' && mediaType === 'application/merge-patch+json')) {
       throw new UnsupportedMediaTypeException(
         `${request.method} needs "Content-Type: application/json"${hasBody ? '' : ' (even without a body: it keeps cross-site form posts out)'}, ` +

@@ -20,14 +20,24 @@ export type {
   WriteBackPriority,
   WriteBackWalCorruption,
 } from './write-back.options.js';
-export { getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
-export { InjectWriteBack } from './write-back.decorators.js';
+export {
+  getWriteBackHealthIndicatorToken,
+  getWriteBackMetricsToken,
+  getWriteBackOptionsToken,
+  getWriteBackServiceToken,
+} from './write-back.constants.js';
+export { InjectWriteBack, InjectWriteBackHealthIndicator, InjectWriteBackMetrics } from './write-back.decorators.js';
+export { WriteBackExceptionFilter, writeBackErrorStatus } from './http/write-back-exception.filter.js';
+export type { WriteBackErrorBody } from './http/write-back-exception.filter.js';
 export {
   WriteBackClosedError,
   WriteBackConfigError,
+  WriteBackConnectionError,
   WriteBackDeadLetterNotFoundError,
+  WriteBackDuplicateInstanceError,
   WriteBackError,
   WriteBackFlushTimeoutError,
+  WriteBackInvalidDeltaError,
   WriteBackInvalidKeyError,
   WriteBackInvalidValueError,
   WriteBackOverloadedError,
@@ -46,3 +56,4 @@ export { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE
 export { WriteBackEntryEntity } from './store/write-back-entry.entity.js';
 export { WriteBackDeadLetterEntity } from './store/write-back-dead-letter.entity.js';
 export { WalCorruptionError, WalIoError } from './wal/index.js';
+export { WriteBackDirectoryInUseError } from './wal/dir-lock.js';

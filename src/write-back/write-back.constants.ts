@@ -1,14 +1,31 @@
+import { WriteBackHealthIndicator } from './health/write-back.health.js';
+import { WriteBackMetrics } from './metrics/write-back.metrics.js';
 import { WriteBackService } from './write-back.service.js';
 
 export const WRITE_BACK_MODULE_OPTIONS = Symbol('WRITE_BACK_MODULE_OPTIONS');
 export const DEFAULT_WRITE_BACK_NAME = 'default';
 
-/** Injection token of the options of the instance `name` (the default instance when omitted). */
+const isDefault = (name: string | undefined): boolean => name === undefined || name === DEFAULT_WRITE_BACK_NAME;
+
+/** Injection token of the resolved options of the instance `name` (the default instance when omitted). */
 export function getWriteBackOptionsToken(name?: string): string | symbol {
-  return name === undefined || name === DEFAULT_WRITE_BACK_NAME ? WRITE_BACK_MODULE_OPTIONS : `WriteBackModuleOptions:${name}`;
+  return isDefault(name) ? WRITE_BACK_MODULE_OPTIONS : `WriteBackModuleOptions:${name}`;
 }
 
 /** Injection token of the service of the instance `name`; the default instance is injected by its class. */
 export function getWriteBackServiceToken(name?: string): string | typeof WriteBackService {
-  return name === undefined || name === DEFAULT_WRITE_BACK_NAME ? WriteBackService : `WriteBackService:${name}`;
+  return isDefault(name) ? WriteBackService : `WriteBackService:${name}`;
+}
+
+/** Injection token of the health indicator of the instance `name`; the default one is injected by its class. */
+export function getWriteBackHealthIndicatorToken(name?: string): string | typeof WriteBackHealthIndicator {
+  return isDefault(name) ? WriteBackHealthIndicator : `WriteBackHealthIndicator:${name}`;
+}
+
+/**
+ * Injection token of the Prometheus metrics of the instance `name` (undefined without `prom-client`); the default
+ * one is injected by its class.
+ */
+export function getWriteBackMetricsToken(name?: string): string | typeof WriteBackMetrics {
+  return isDefault(name) ? WriteBackMetrics : `WriteBackMetrics:${name}`;
 }

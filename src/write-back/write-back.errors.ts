@@ -29,6 +29,19 @@ export class WriteBackInvalidKeyError extends WriteBackValidationError {}
 /** The value cannot be stored as Postgres jsonb (undefined, BigInt, cycles, functions, symbols, `\u0000`, lone surrogates). */
 export class WriteBackInvalidValueError extends WriteBackValidationError {}
 
+/**
+ * An `increment` or `merge` that cannot apply: not an integer, not an object, a number and an object mixed on one
+ * key, a sum past `Number.MAX_SAFE_INTEGER`, or (found at flush, then dead-lettered) a stored value of the wrong type.
+ */
+export class WriteBackInvalidDeltaError extends WriteBackValidationError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`Cannot apply the change to key "${truncate(key)}": ${reason}.`);
+  }
+}
+
 /** The serialized value is larger than `maxValueBytes`. */
 export class WriteBackValueTooLargeError extends WriteBackValidationError {
   constructor(
@@ -101,6 +114,41 @@ export class WriteBackWriteThroughError extends WriteBackError {
           ? 'The write stays queued and the flusher will retry it.'
           : 'The write was moved to the dead-letter table.'),
       { cause },
+    );
+  }
+}
+
+/** The first connection to Postgres failed on every attempt (`retryAttempts` + 1). */
+export class WriteBackConnectionError extends WriteBackError {
+  constructor(
+    readonly target: { host: string; port: string; database: string },
+    readonly attempt: number,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    super(
+      `Could not connect to Postgres at ${target.host}:${target.port}, database "${target.database}" ` +
+        `(attempt ${attempt} of ${attempts}): ${errorMessage(cause) || 'no answer'}.` +
+        (attempt >= attempts
+          ? ' Check the "url" option (DATABASE_URL in the demo), that the server is up and reachable from here, ' +
+            'or raise "retryAttempts" / "retryDelay" if it starts after the application.'
+          : ''),
+      { cause },
+    );
+  }
+}
+
+/** A second `WriteBackModule.forRoot()` / `forRootAsync()` of the same instance name in one application. */
+export class WriteBackDuplicateInstanceError extends WriteBackError {
+  constructor(
+    readonly instance: string,
+    importers: readonly string[],
+  ) {
+    super(
+      `WriteBackModule.forRoot() for the instance "${instance}" is registered more than once ` +
+        `(imported by ${importers.join(', ')}). Each instance opens its own pool and flusher over the same tables. ` +
+        'Potential solutions: call forRoot once (in AppModule; it is global by default) and inject WriteBackService ' +
+        'anywhere, or give the second one its own "name".',
     );
   }
 }

@@ -1,30 +1,49 @@
 import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/common';
-import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
-import type { FlushTimer } from './flush/flusher.js';
+import { randomUUID } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ModuleRef, ModulesContainer } from '@nestjs/core';
+import { createFlushTimer, type TimeoutRegistry } from './flush/flush-timer.js';
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
 import { WriteBackMetrics } from './metrics/write-back.metrics.js';
 import { WriteBackStore, batchDeadline } from './store/write-back.store.js';
 import { WriteAheadLog, type WalRecord } from './wal/index.js';
-import { DEFAULT_WRITE_BACK_NAME, getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
-import { WriteBackConfigError } from './write-back.errors.js';
+import {
+  DEFAULT_WRITE_BACK_NAME,
+  getWriteBackHealthIndicatorToken,
+  getWriteBackMetricsToken,
+  getWriteBackOptionsToken,
+  getWriteBackServiceToken,
+} from './write-back.constants.js';
+import { WriteBackConfigError, WriteBackDuplicateInstanceError } from './write-back.errors.js';
 import type {
   WriteBackInstanceOptions,
   WriteBackModuleAsyncOptions,
   WriteBackOptionsFactory,
 } from './write-back.interfaces.js';
-import { resolveWriteBackOptions, type ResolvedWriteBackOptions, type WriteBackModuleOptions } from './write-back.options.js';
+import {
+  checkInstanceName,
+  resolveWriteBackOptions,
+  type ResolvedWriteBackOptions,
+  type WriteBackModuleOptions,
+} from './write-back.options.js';
 import { WriteBackService } from './write-back.service.js';
 
 /**
  * A write-back cache in front of Postgres. `forRoot` / `forRootAsync` register a `WriteBackService` (injected by
- * class, or with `@InjectWriteBack(name)` for named instances) and a `WriteBackHealthIndicator`.
+ * class, or with `@InjectWriteBack(name)` for named instances), its `WriteBackHealthIndicator` and its
+ * `WriteBackMetrics`. Global by default, like `TypeOrmModule.forRoot`: call it once, in the root module.
+ *
+ * The options are resolved and checked when the service is built, so a test that overrides `WriteBackService`
+ * needs neither valid options nor a database. The module never imports `ScheduleModule.forRoot()` (the host
+ * app's `@Cron` / `@Interval` jobs would run twice); it registers its timer with the app's `SchedulerRegistry`
+ * when there is one, and starts it in `onApplicationBootstrap`.
  */
 @Module({})
 export class WriteBackModule {
   static forRoot(options: WriteBackModuleOptions & WriteBackInstanceOptions): DynamicModule {
-    const { name, isGlobal, ...moduleOptions } = options;
-    const rawToken = rawOptionsToken(name);
-    return this.build(name, isGlobal, [{ provide: rawToken, useValue: moduleOptions }]);
+    const { name, isGlobal, ...moduleOptions } = options ?? ({} as WriteBackModuleOptions);
+    return this.build(name, isGlobal, [{ provide: rawOptionsToken(name), useValue: moduleOptions }]);
   }
 
   static forRootAsync(options: WriteBackModuleAsyncOptions): DynamicModule {
@@ -48,28 +67,31 @@ export class WriteBackModule {
   }
 
   private static build(name: string | undefined, isGlobal: boolean | undefined, optionProviders: Provider[]): DynamicModule {
+    // The name shapes the provider graph (tokens), so it is checked now; every other option when the service is built.
     const instance = name ?? DEFAULT_WRITE_BACK_NAME;
-    const optionsToken = getWriteBackOptionsToken(name);
+    checkInstanceName(instance);
     const serviceToken = getWriteBackServiceToken(name);
-    const isDefault = name === undefined || name === DEFAULT_WRITE_BACK_NAME;
-    const healthToken = isDefault ? WriteBackHealthIndicator : `WriteBackHealthIndicator:${name}`;
-    const metricsToken = isDefault ? WriteBackMetrics : `WriteBackMetrics:${name}`;
+    const optionsToken = getWriteBackOptionsToken(name);
+    const healthToken = getWriteBackHealthIndicatorToken(name);
+    const metricsToken = getWriteBackMetricsToken(name);
     return {
       module: WriteBackModule,
-      global: isGlobal ?? false,
-      imports: [ScheduleModule.forRoot()],
+      global: isGlobal ?? true,
       providers: [
         ...optionProviders,
         {
-          provide: optionsToken,
-          useFactory: (raw: WriteBackModuleOptions) => resolveWriteBackOptions(raw),
-          inject: [rawOptionsToken(name)],
+          provide: serviceToken,
+          useFactory: (raw: WriteBackModuleOptions, moduleRef: ModuleRef, modules: ModulesContainer) => {
+            assertSingleRoot(modules, serviceToken, instance);
+            return createService(resolveWriteBackOptions(raw, instance), moduleRef, instance);
+          },
+          inject: [rawOptionsToken(name), ModuleRef, ModulesContainer],
         },
         {
-          provide: serviceToken,
-          useFactory: (options: ResolvedWriteBackOptions, registry: SchedulerRegistry) =>
-            createService(options, registry, instance),
-          inject: [optionsToken, SchedulerRegistry],
+          // The service's own copy: whatever replaces the service in a test decides what the options are.
+          provide: optionsToken,
+          useFactory: (service: WriteBackService) => (service as Partial<WriteBackService>)?.options,
+          inject: [serviceToken],
         },
         {
           provide: healthToken,
@@ -77,9 +99,10 @@ export class WriteBackModule {
           inject: [serviceToken],
         },
         {
-          // Undefined when the optional peer prom-client is not installed.
+          // Undefined when the optional peer prom-client is not installed, or when a test replaced the service.
           provide: metricsToken,
-          useFactory: (service: WriteBackService) => WriteBackMetrics.create(service, instance),
+          useFactory: (service: WriteBackService) =>
+            service instanceof WriteBackService ? WriteBackMetrics.create(service, instance) : undefined,
           inject: [serviceToken],
         },
       ],
@@ -92,36 +115,86 @@ function rawOptionsToken(name: string | undefined): string {
   return `WriteBackRawOptions:${name ?? DEFAULT_WRITE_BACK_NAME}`;
 }
 
-async function createService(options: ResolvedWriteBackOptions, registry: SchedulerRegistry, name: string): Promise<WriteBackService> {
+/**
+ * Two roots of one instance would open two pools and two flushers over the same tables, each serving its own
+ * cached copies: refused at start, naming the modules that import them.
+ */
+function assertSingleRoot(modules: ModulesContainer, serviceToken: unknown, instance: string): void {
+  const roots = [...modules.values()].filter(
+    (module) => module.metatype === WriteBackModule && module.providers.has(serviceToken as string),
+  );
+  if (roots.length < 2) return;
+  const importers = [...modules.values()]
+    .filter((module) => roots.some((root) => module.imports.has(root)))
+    .map((module) => module.metatype?.name ?? '(anonymous module)');
+  throw new WriteBackDuplicateInstanceError(instance, importers.length > 0 ? importers : ['unknown modules']);
+}
+
+async function createService(options: ResolvedWriteBackOptions, moduleRef: ModuleRef, name: string): Promise<WriteBackService> {
   const logger = new Logger('WriteBackModule');
   const ownsDataSource = options.dataSource === undefined;
-  const dataSource = options.dataSource ?? (await WriteBackStore.connect(options));
+  const dataSource =
+    options.dataSource ??
+    (await WriteBackStore.connect(options, { attempts: options.retryAttempts, delayMs: options.retryDelay, logger }));
   try {
     if (!dataSource.isInitialized) {
       throw new WriteBackConfigError('dataSource', 'the DataSource is not initialized; call initialize() first');
     }
-    if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource);
-    const schema = ownsDataSource ? options.schema : (dataSource.options as { schema?: string }).schema;
-    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs));
+    const schema = options.schema ?? (dataSource.options as { schema?: string }).schema;
+    if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource, schema);
     const { wal, recovered } = await openWal(options, name);
-    const service = new WriteBackService(
-      options,
-      store,
-      ownsDataSource,
-      registryTimer(registry, `write-back-flush:${name}`),
-      name,
-      wal,
-      recovered,
-    );
+    // The delta ledger knows this instance by its origin; with a WAL it must survive restarts (a replayed delta
+    // whose first flush committed is then recognised), so it lives beside the log.
+    const origin = wal === undefined ? randomUUID() : await persistentOrigin(options.walDir);
+    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs), origin);
+    const timer = createFlushTimer(`write-back-flush:${name}`, await schedulerRegistryFinder(moduleRef));
+    const service = new WriteBackService(options, store, ownsDataSource, timer, name, wal, recovered);
     logger.log(
       `Write-back "${name}" ready: durability=${options.durability}, flushIntervalMs=${options.flushIntervalMs}, ` +
-        `batchSize=${options.batchSize}, flushConcurrency=${options.flushConcurrency}, autoFlush=${options.autoFlush}`,
+        `batchSize=${options.batchSize}, flushConcurrency=${options.flushConcurrency}, autoFlush=${options.autoFlush}` +
+        (schema ? `, schema=${schema}` : ''),
     );
     return service;
   } catch (error) {
     if (ownsDataSource && dataSource.isInitialized) await dataSource.destroy();
     throw error;
   }
+}
+
+/**
+ * Finds the app's `SchedulerRegistry` (from its own `ScheduleModule.forRoot()`), if it has one. `@nestjs/schedule`
+ * is an optional peer, loaded only to name the token.
+ */
+async function schedulerRegistryFinder(moduleRef: ModuleRef): Promise<() => TimeoutRegistry | undefined> {
+  let token: unknown;
+  try {
+    token = (await import('@nestjs/schedule')).SchedulerRegistry;
+  } catch {
+    return () => undefined;
+  }
+  return () => {
+    try {
+      return moduleRef.get(token as typeof import('@nestjs/schedule').SchedulerRegistry, { strict: false });
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+/** The origin id kept in `walDir/origin`: created (and fsynced) once, then read back at every start. */
+async function persistentOrigin(walDir: string): Promise<string> {
+  const file = path.join(walDir, 'origin');
+  const found = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (found !== '') return found;
+  const origin = randomUUID();
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(`${origin}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return origin;
 }
 
 /** Opens (and replays) the write-ahead log when durability asks for one. */
@@ -136,27 +209,7 @@ async function openWal(
     syncIntervalMs: options.walSyncIntervalMs,
     segmentBytes: options.walSegmentBytes,
     corruption: options.walCorruption,
+    owner: name,
     logger: new Logger(name === DEFAULT_WRITE_BACK_NAME ? 'WriteAheadLog' : `WriteAheadLog:${name}`),
   });
-}
-
-/** The flush timer, registered with SchedulerRegistry so it is visible (and removable) like any Nest timer. */
-function registryTimer(registry: SchedulerRegistry, name: string): FlushTimer {
-  let handle: NodeJS.Timeout | undefined;
-  const clear = () => {
-    if (handle === undefined) return;
-    clearTimeout(handle);
-    if (registry.doesExist('timeout', name)) registry.deleteTimeout(name);
-    handle = undefined;
-  };
-  return {
-    set(callback, delayMs) {
-      clear();
-      handle = setTimeout(callback, delayMs);
-      // The app's own handles (HTTP server...) keep the process alive; a flush timer alone should not.
-      handle.unref();
-      registry.addTimeout(name, handle);
-    },
-    clear,
-  };
 }

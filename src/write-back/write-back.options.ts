@@ -15,15 +15,17 @@ export interface WriteBackModuleOptions {
    */
   url?: string;
   /**
-   * An initialized TypeORM DataSource the application already owns. Its `entities` must include
-   * `WRITE_BACK_ENTITIES`; the module never closes it.
+   * An initialized TypeORM DataSource the application already owns; the module never closes it. Its `entities`
+   * need not list the module's tables (the module's SQL names them).
    */
   dataSource?: DataSource;
   /** Extra TypeORM options for the DataSource opened from `url` (ignored with `dataSource`). */
   connectionOptions?: Partial<Omit<PostgresDataSourceOptions, 'type' | 'url' | 'entities' | 'migrations'>>;
   /**
-   * Postgres schema of the two tables when the module opens its own DataSource.
-   * @default the connection's default (usually "public")
+   * Postgres schema of the module's tables (entries, tombstones, dead letters, migrations). A named instance gets
+   * a schema of its own so two instances never share rows.
+   * @default the DataSource's schema, or the connection's default (usually "public"), for the default instance;
+   *   `write_back_<name>` for a named instance
    */
   schema?: string;
   /**
@@ -31,6 +33,17 @@ export interface WriteBackModuleOptions {
    * @default true
    */
   runMigrations?: boolean;
+  /**
+   * Further attempts of the first connection to Postgres when it fails (the database starting after the
+   * application), `retryDelay` ms apart; each failure is logged. Applies to the DataSource opened from `url`.
+   * @default 9
+   */
+  retryAttempts?: number;
+  /**
+   * Time between two attempts of the first connection, in ms.
+   * @default 3000
+   */
+  retryDelay?: number;
   /**
    * Run the background flush timer. Turn off in tests that call `flush()` themselves.
    * @default true
@@ -142,8 +155,8 @@ export interface WriteBackModuleOptions {
    */
   durability?: WriteBackDurability;
   /**
-   * Directory of the write-ahead log (for `wal-*` durability).
-   * @default './.write-back-wal'
+   * Directory of the write-ahead log (for `wal-*` durability). One process and one instance per directory.
+   * @default './.write-back-wal' for the default instance, './.write-back-wal-<name>' for a named one
    */
   walDir?: string;
   /**
@@ -226,6 +239,14 @@ export interface WriteBackModuleOptions {
    * @default 600000 (10 minutes)
    */
   tombstoneSweepIntervalMs?: number;
+  /**
+   * How long a row of the delta ledger (`write_back_delta_ledger`: the highest delta version each writer applied to
+   * each key) is kept after it was last written; the tombstone sweeper deletes older ones. A delta whose outcome
+   * stays unknown for longer than this (Postgres unreachable that long with the delta in flight, or a write-ahead
+   * log left unreplayed that long) could be applied a second time. `0` keeps them for ever.
+   * @default 2592000000 (30 days)
+   */
+  deltaLedgerRetentionMs?: number;
 }
 
 /** The options with every default filled in. */
@@ -266,8 +287,11 @@ export const WRITE_BACK_DEFAULTS = {
   maxKeyLength: 512,
   maxValueBytes: 1024 * 1024,
   statementTimeoutMs: 30_000,
+  retryAttempts: 9,
+  retryDelay: 3000,
   tombstoneRetentionMs: 30 * 24 * 3600 * 1000,
   tombstoneSweepIntervalMs: 10 * 60 * 1000,
+  deltaLedgerRetentionMs: 30 * 24 * 3600 * 1000,
 } as const satisfies Partial<WriteBackModuleOptions>;
 
 type IntegerOption = {
@@ -301,9 +325,12 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   maxValueBytes: [16, 256 * 1024 * 1024],
   statementTimeoutMs: [0, 3_600_000],
   poolSize: [1, 1000],
+  retryAttempts: [0, 1000],
+  retryDelay: [0, 3_600_000],
   // Up to ten years; 0 turns sweeping off.
   tombstoneRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
   tombstoneSweepIntervalMs: [1000, 86_400_000],
+  deltaLedgerRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
 };
 
 const ENUMS = {
@@ -328,16 +355,17 @@ export const WRITE_BACK_OPTION_NAMES = [
  * Fills in defaults and checks every option, throwing {@link WriteBackConfigError} naming the first bad one.
  * Used by both `forRoot` and `forRootAsync`.
  */
-export function resolveWriteBackOptions(options: WriteBackModuleOptions): ResolvedWriteBackOptions {
+export function resolveWriteBackOptions(options: WriteBackModuleOptions, instance = DEFAULT_INSTANCE): ResolvedWriteBackOptions {
   if (options === null || typeof options !== 'object') {
     throw new WriteBackConfigError('options', 'expected an object');
   }
+  checkInstanceName(instance);
   const known = new Set<string>([...WRITE_BACK_OPTION_NAMES, 'dataSource', 'connectionOptions']);
   for (const name of Object.keys(options)) {
     if (!known.has(name)) throw new WriteBackConfigError(name, 'unknown option');
   }
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  const resolved = { ...WRITE_BACK_DEFAULTS, ...defined } as ResolvedWriteBackOptions;
+  const resolved = { ...WRITE_BACK_DEFAULTS, ...instanceDefaults(instance), ...defined } as ResolvedWriteBackOptions;
   resolved.poolSize ??= resolved.flushConcurrency + 4;
   resolved.flushScaleUpLagMs ??= resolved.flushIntervalMs;
   resolved.dirtyHighWatermark ??= Math.max(1, Math.floor(resolved.maxDirtyEntries * 0.8));
@@ -387,6 +415,30 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions): Resolv
   return resolved;
 }
 
+const DEFAULT_INSTANCE = 'default';
+const INSTANCE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
+
+/** A name becomes part of a schema, a directory and injection tokens: letters, digits and `_` only. */
+export function checkInstanceName(name: unknown): void {
+  if (typeof name !== 'string' || !INSTANCE_NAME.test(name)) {
+    throw new WriteBackConfigError(
+      'name',
+      `expected a letter followed by up to 47 letters, digits or "_", got ${JSON.stringify(name)}`,
+    );
+  }
+}
+
+/** A named instance keeps its rows and its write-ahead log apart from every other instance. */
+function instanceDefaults(instance: string): Partial<WriteBackModuleOptions> {
+  if (instance === DEFAULT_INSTANCE) return {};
+  return { schema: `write_back_${instance}`, walDir: `${WRITE_BACK_DEFAULTS.walDir}-${instance}` };
+}
+
+function nonEmpty(raw: string | undefined): string | undefined {
+  const text = raw?.trim();
+  return text === undefined || text === '' ? undefined : text;
+}
+
 /** `flushIntervalMs` -> `WRITE_BACK_FLUSH_INTERVAL_MS`. */
 export function writeBackEnvName(option: string): string {
   return `WRITE_BACK_${option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
@@ -400,9 +452,9 @@ export function writeBackOptionsFromEnv(env: Record<string, string | undefined> 
   const options: Record<string, unknown> = {};
   for (const name of WRITE_BACK_OPTION_NAMES) {
     const variable = writeBackEnvName(name);
-    const raw = env[variable] ?? (name === 'url' ? env.DATABASE_URL : undefined);
-    if (raw === undefined || raw.trim() === '') continue;
-    const text = raw.trim();
+    // An empty variable means unset (`DATABASE_URL=` in a compose file): the default, or DATABASE_URL, applies.
+    const text = nonEmpty(env[variable]) ?? (name === 'url' ? nonEmpty(env.DATABASE_URL) : undefined);
+    if (text === undefined) continue;
     if ((BOOLEANS as readonly string[]).includes(name)) {
       if (!/^(true|false|1|0)$/i.test(text)) throw new WriteBackConfigError(variable, 'expected true or false');
       options[name] = /^(true|1)$/i.test(text);

@@ -1,8 +1,15 @@
-import { Logger, type BeforeApplicationShutdown, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { DataSource } from 'typeorm';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
+import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
+import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
 import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
@@ -80,7 +87,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * The public API: a write-back cache over one Postgres table. Writes land in memory and return; a background
  * flusher batch-writes them. Created by `WriteBackModule`; inject it by class (or `@InjectWriteBack(name)`).
  */
-export class WriteBackService implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class WriteBackService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger: Logger;
   private readonly cache: WriteBackCache;
   private readonly flusher: Flusher;
@@ -127,19 +134,38 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     this.flusher = new Flusher(this.cache.dirty, store, listener, options, timer, this.logger);
     // Recovery happens here, before the module hands the service to anyone: replayed writes are dirty again
     // at their logged versions and flush as usual (the version guard makes a second flush harmless).
-    for (const record of recovered) this.cache.requeue(record.key, record.json, record.version, record.rank);
+    for (const record of recovered) {
+      if (record.delta === true) {
+        const state = parseWalDeltaState(record.json!);
+        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank, record.json!.length);
+      } else {
+        this.cache.requeue(record.key, record.json, record.version, record.rank);
+      }
+    }
     if (recovered.length > 0) {
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
-    this.flusher.start();
     this.sweeper = new TombstoneSweeper(
       store.dataSource,
       store.schema,
-      { retentionMs: options.tombstoneRetentionMs, intervalMs: options.tombstoneSweepIntervalMs },
+      {
+        retentionMs: options.tombstoneRetentionMs,
+        intervalMs: options.tombstoneSweepIntervalMs,
+        ledgerRetentionMs: options.deltaLedgerRetentionMs,
+      },
       this.logger,
     );
-    // With the flush timer: `autoFlush: false` (tests) runs no background work at all.
-    if (options.autoFlush) this.sweeper.start();
+  }
+
+  /**
+   * Starts the flush timer (with `autoFlush`) once the whole application is built, never in the constructor: the
+   * app's `SchedulerRegistry` exists by then, and an app that fails to start leaves no timer behind. The tombstone
+   * sweeper runs with the flush timer: `autoFlush: false` (tests) runs no background work at all.
+   */
+  onApplicationBootstrap(): void {
+    if (this.closing) return;
+    this.flusher.start();
+    if (this.options.autoFlush) this.sweeper.start();
   }
 
   /** The DataSource the module writes through. */
@@ -184,6 +210,40 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       accepted.then(() => this.recordSetLatency(started), ignoreRejection);
     }
     return accepted;
+  }
+
+  /**
+   * Adds to a counter without reading it: `by` is an integer (the value is a JSON number; an absent key counts from
+   * 0) or an object of integers (each adds to that field of the stored object; a missing field counts from 0).
+   * Increments of one key coalesce into one pending delta, and Postgres applies it to whatever the row holds then,
+   * exactly once, so increments from every replica add up. After a `set` of the key on this instance, the
+   * increment applies to that value in memory. Resolves like `set`.
+   */
+  increment(key: string, by: number | Record<string, number>, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen('increment');
+      validateKey(key, this.options.maxKeyLength);
+      return this.acceptDelta(key, incrementDelta(key, by), rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Changes some fields of a stored object without reading it: a JSON Merge Patch (RFC 7396; nested objects
+   * merge, `null` removes a member). Merges of different fields from several replicas all survive; for the same
+   * field the later version wins. Resolves like `set`.
+   */
+  merge(key: string, patch: Record<string, unknown>, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen('merge');
+      validateKey(key, this.options.maxKeyLength);
+      // Serialized once like a value: validated, and a snapshot the caller's object cannot change.
+      const json = serializeValue(key, patch, this.options.maxValueBytes);
+      return this.acceptDelta(key, mergeDelta(key, JSON.parse(json)), rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Deletes `key`: a versioned tombstone, flushed like a write (a guarded DELETE). */
@@ -292,6 +352,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     validateDeadLetterId(id, 'id');
     const letter = await this.store.getDeadLetter(id);
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
+    if (letter.operation === 'delta') return this.replayDeltaDeadLetter(id, letter);
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
     let outcome: 'committed' | 'dead-lettered' | 'superseded' = 'superseded';
     if (this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal)) {
@@ -305,6 +366,34 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     await this.store.deleteDeadLetter(id);
     this.logger.log(`Dead letter ${id} (key "${letter.key}") replayed: ${outcome}`);
     return { requeued: outcome !== 'superseded', outcome };
+  }
+
+  /**
+   * A delta is written straight to Postgres under a ledger entry of the dead letter's own (`dead-letter:<id>`), so
+   * replaying it twice (a crash before the dead letter was removed) applies it once. It does not pass through
+   * memory: deltas pending here apply on top of it, in any order.
+   */
+  private async replayDeltaDeadLetter(
+    id: string,
+    letter: WriteBackDeadLetter,
+  ): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
+    const item = {
+      key: letter.key,
+      json: null,
+      version: letter.version,
+      rank: PRIORITY_RANK.normal,
+      delta: parseDeltaText(JSON.stringify(letter.value)),
+      origin: `dead-letter:${id}`,
+    };
+    try {
+      await this.store.writeBatch([item]);
+    } catch (error) {
+      throw new WriteBackWriteThroughError(letter.key, errorCode(error), error, false);
+    }
+    this.cache.onCommitted(item, false);
+    await this.store.deleteDeadLetter(id);
+    this.logger.log(`Dead letter ${id} (delta of key "${letter.key}") replayed: committed`);
+    return { requeued: true, outcome: 'committed' };
   }
 
   /**
@@ -377,16 +466,17 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
 
-  private async acceptSlowly(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
+  private async acceptSlowly(key: string, change: string | null | Delta, rank: number, writeThrough: boolean): Promise<void> {
     // The last room check and the write happen in one synchronous step: writers woken together by one freed
     // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
     let deadline: number | undefined;
-    const chars = json === null ? 0 : json.length;
+    const chars = change === null ? 0 : typeof change === 'string' ? change.length : deltaSize(change);
     while (!this.cache.hasRoomFor(key, chars)) {
       deadline ??= Date.now() + this.options.backpressureTimeoutMs;
       await this.waitForRoom(key, chars, deadline);
     }
-    const durable = this.write(key, json, rank);
+    const durable =
+      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
     if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
@@ -394,6 +484,40 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
         throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
       }
     }
+  }
+
+  private acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
+    if (!writeThrough && this.cache.hasRoomFor(key, deltaSize(delta))) {
+      const durable = this.writeDelta(key, delta, rank);
+      if (durable !== undefined) return durable;
+      // As for set: a tight loop of increments must let the flusher run once a flush is due.
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? this.yieldToFlusher() : RESOLVED;
+    }
+    return this.acceptSlowly(key, delta, rank, writeThrough);
+  }
+
+  /**
+   * Applies a delta to memory (and the WAL). What the log gets is the key's whole state after it: a value when the
+   * delta applied to one, else every delta not yet committed (the one in flight, with its version, and the pending
+   * ones), so the newest record of a key is all a replay needs.
+   */
+  private writeDelta(key: string, delta: Delta, rank: number): Promise<void> | undefined {
+    const version = this.cache.writeDelta(
+      key,
+      delta,
+      rank,
+      (value) => serializeValue(key, value, this.options.maxValueBytes),
+      deltaSize(delta),
+    );
+    let durable: Promise<void> | undefined;
+    if (this.wal !== undefined) {
+      const entry = this.cache.dirty.get(key)!;
+      durable = entry.relative
+        ? this.wal.append({ key, json: walDeltaState(entry), version, rank, delta: true })
+        : this.wal.append({ key, json: entry.json, version, rank });
+    }
+    this.flusher.notifyWrite(rank);
+    return durable;
   }
 
   /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */
@@ -451,6 +575,17 @@ function validateDeadLetterId(id: unknown, name: string): void {
   if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
     throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
   }
+}
+
+/**
+ * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's JSON text (kept as a snapshot since the
+ * call), a small constant per increment. Composed deltas are counted as the sum of their parts (an upper bound).
+ */
+function deltaSize(delta: Delta): number {
+  let size = 0;
+  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
+  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
+  return size;
 }
 
 /** The caller handles the rejection; the latency side chain must not report it again as unhandled. */

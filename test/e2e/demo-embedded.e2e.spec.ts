@@ -42,7 +42,7 @@ describe('demo service on embedded Postgres (no DATABASE_URL)', () => {
     expect(put.status).toBe(204);
     // One data directory, one process: a second instance is refused instead of corrupting it.
     const second = withDemoEnv({ WRITE_BACK_DEMO_DATA_DIR: dataDir }, () => createApp({ logger: false }));
-    await expect(second).rejects.toThrow(/in use by process/);
+    await expect(second).rejects.toThrow(/in use by (this )?process/);
 
     const flushed = await fetch(`${first.base}/admin/flush`, { method: 'POST', headers: { 'content-type': 'application/json' } });
     expect(await flushed.json()).toMatchObject({ committed: 1, deadLettered: 0 });

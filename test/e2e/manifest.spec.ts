@@ -11,7 +11,11 @@ const LIBRARY_SRC = path.join(ROOT, 'src/write-back');
  * Files reached only through a subpath export (`nestjs-write-back/config`), never from the main entry: they may
  * import an optional peer statically, since only apps that use that peer load them.
  */
-const SUBPATH_ONLY = new Map([['config.ts', '@nestjs/config']]);
+/** Entry points of their own (`nestjs-write-back/config`, `/testing`) and the optional peers they load. */
+const SUBPATH_ONLY = new Map([
+  ['config.ts', ['@nestjs/config']],
+  ['testing.ts', ['@electric-sql/pglite', '@electric-sql/pglite-socket']],
+]);
 const isSubpathOnly = (file: string) => SUBPATH_ONLY.has(path.relative(LIBRARY_SRC, file).replace(/\.js$/, '.ts'));
 
 /**
@@ -177,10 +181,16 @@ describe('package manifest (package.json of the library)', () => {
     });
 
     it('declares the Nest packages, typeorm and pg as peers (the app owns those instances), not as dependencies', () => {
-      for (const name of ['@nestjs/common', '@nestjs/core', 'typeorm', 'pg', 'reflect-metadata', 'rxjs']) {
+      for (const name of ['@nestjs/common', '@nestjs/core', 'typeorm', 'pg']) {
         expect(peers, name).toContain(name);
         expect(dependencies, name).not.toContain(name);
       }
+    });
+
+    it('every peer is imported by the library (pg: loaded by TypeORM for the DataSource the module opens)', () => {
+      const imported = new Set([...packageImports(filesUnder(LIBRARY_SRC, ['.ts'])).keys()]);
+      const unused = peers.filter((name) => name !== 'pg' && !imported.has(name));
+      expect(unused, 'peers the package never imports (Nest itself brings rxjs and reflect-metadata)').toEqual([]);
       for (const name of sourceImports.keys()) {
         if (name.startsWith('@nestjs/')) expect(dependencies, `${name} must be a peer: one Nest instance per app`).not.toContain(name);
       }
@@ -194,9 +204,11 @@ describe('package manifest (package.json of the library)', () => {
           expect(isSubpathOnly(target), `${file} imports the subpath-only ${ref.specifier}`).toBe(false);
         }
       }
-      for (const [file, peer] of SUBPATH_ONLY) {
-        expect(packageImports([path.join(LIBRARY_SRC, file)]).get(peer), `${file} imports ${peer}`).toBeDefined();
-        expect(manifest.peerDependenciesMeta?.[peer]?.optional, `${peer} is an optional peer`).toBe(true);
+      for (const [file, filePeers] of SUBPATH_ONLY) {
+        for (const peer of filePeers) {
+          expect(packageImports([path.join(LIBRARY_SRC, file)]).get(peer), `${file} imports ${peer}`).toBeDefined();
+          expect(manifest.peerDependenciesMeta?.[peer]?.optional, `${peer} is an optional peer`).toBe(true);
+        }
       }
     });
 
@@ -204,7 +216,7 @@ describe('package manifest (package.json of the library)', () => {
       const notNeededAtLoad = [...sourceImports]
         .filter(([, kinds]) => !kinds.has('static'))
         .map(([name]) => name)
-        .concat([...SUBPATH_ONLY.values()].filter((peer) => !sourceImports.get(peer)?.has('static')))
+        .concat([...SUBPATH_ONLY.values()].flat().filter((peer) => !sourceImports.get(peer)?.has('static')))
         .sort();
       expect(optionalPeers).toEqual(notNeededAtLoad);
       expect(optionalPeers).toEqual(expect.arrayContaining(['@nestjs/terminus', 'prom-client']));

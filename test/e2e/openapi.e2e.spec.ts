@@ -13,6 +13,8 @@ const EXPECTED: Record<string, string[]> = {
   'put /kv/{key}': ['204', '400', '401', '413', '415', '502', '503'],
   'get /kv/{key}': ['200', '400', '404'],
   'delete /kv/{key}': ['204', '400', '401', '415', '502', '503'],
+  'post /kv/{key}/increment': ['204', '400', '401', '415', '502', '503'],
+  'patch /kv/{key}': ['204', '400', '401', '415', '502', '503'],
   'put /kv': ['400', '401', '415'],
   'get /kv': ['400'],
   'delete /kv': ['400', '401', '415'],
@@ -30,6 +32,8 @@ const EXPECTED: Record<string, string[]> = {
 const EXPECTED_QUERY: Record<string, string[]> = {
   'put /kv/{key}': ['priority', 'writeThrough'],
   'delete /kv/{key}': ['priority', 'writeThrough'],
+  'post /kv/{key}/increment': ['priority', 'writeThrough'],
+  'patch /kv/{key}': ['priority', 'writeThrough'],
   'post /admin/flush': ['timeoutMs'],
   'get /admin/dead-letters': ['afterId', 'key', 'limit'],
 };

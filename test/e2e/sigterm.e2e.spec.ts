@@ -114,7 +114,7 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
       const afterSignal = readiness.observations.filter((o) => o.at > signalledAt);
       const down = afterSignal.filter((o) => o.status === 503);
       expect(down.length, 'readiness was observed down before the process exited').toBeGreaterThan(0);
-      expect(down[0].body.error.writeBack.reasons).toContain('shutting down');
+      expect(down[0].body.error?.writeBack?.reasons, JSON.stringify(down[0].body)).toContain('shutting down');
       // Once down it stays down until the server closes.
       expect(afterSignal.slice(afterSignal.indexOf(down[0])).every((o) => o.status === 503)).toBe(true);
       expect(refusedWrite).toBe(503);

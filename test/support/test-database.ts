@@ -37,7 +37,9 @@ export async function startTestDatabase(): Promise<TestDatabase> {
     if (required) throw new Error('WRITE_BACK_TEST_DATABASE=pglite contradicts WRITE_BACK_TEST_REQUIRE_POSTGRES=1');
     return startPglite();
   }
-  const serverUrl = process.env.DATABASE_URL ?? DEFAULT_SERVER_URL;
+  // An empty DATABASE_URL means unset.
+  const configured = process.env.DATABASE_URL?.trim() || undefined;
+  const serverUrl = configured ?? DEFAULT_SERVER_URL;
   const parsed = new URL(serverUrl);
   const reachable = await canConnect(parsed.hostname, Number(parsed.port || 5432));
   if (reachable) return createServerDatabase(serverUrl);
@@ -47,7 +49,7 @@ export async function startTestDatabase(): Promise<TestDatabase> {
         'start it (pg_ctlcluster ... start) or set DATABASE_URL.',
     );
   }
-  if (process.env.DATABASE_URL) throw new Error(`DATABASE_URL is set but ${parsed.host} is not reachable`);
+  if (configured) throw new Error(`DATABASE_URL is set but ${parsed.host} is not reachable`);
   return startPglite();
 }
 

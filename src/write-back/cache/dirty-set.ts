@@ -1,12 +1,25 @@
 import type { WriteBackPriority } from '../write-back.options.js';
+import type { Delta } from './delta.js';
 
 export const PRIORITY_RANK: Readonly<Record<WriteBackPriority, number>> = { high: 0, normal: 1, low: 2 };
 export const PRIORITY_NAMES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];
 
-/** One unflushed key. `json === null` is a tombstone (a pending delete). */
+/**
+ * One unflushed key. `json === null` is a tombstone (a pending delete), unless the entry is `relative`: then it
+ * holds changes to the stored value (increments, merge patches) instead of a value.
+ */
 export interface DirtyEntry {
   readonly key: string;
   json: string | null;
+  /** Holds deltas, not a value: `delta` (not yet taken) and `flight` (taken, or waiting to be retried as it is). */
+  relative: boolean;
+  /** Deltas written since the last snapshot was taken. */
+  delta: Delta | undefined;
+  /**
+   * The delta snapshot taken for a flush: in flight, or (after a failure whose outcome is unknown) waiting to be
+   * written again exactly as it was, with its version, so the ledger in Postgres applies it at most once.
+   */
+  flight: FlushItem | undefined;
   version: number;
   /** 0 = high, 1 = normal, 2 = low: the highest priority of the writes it holds. */
   rank: number;
@@ -25,9 +38,14 @@ export interface DirtyEntry {
 /** The immutable snapshot of an entry that one flush writes. */
 export interface FlushItem {
   readonly key: string;
+  /** The value's JSON text; null for a delete, or for a delta (see `delta`). */
   readonly json: string | null;
   readonly version: number;
   readonly rank: number;
+  /** A change to apply to the stored value, exactly once (the ledger in Postgres knows `origin` and `version`). */
+  readonly delta?: Delta;
+  /** Whose ledger entry guards the delta: the instance by default; a dead letter's own when replayed. */
+  readonly origin?: string;
 }
 
 /**
@@ -36,6 +54,11 @@ export interface FlushItem {
  * makes queueing, taking and completing pointer updates with no hashing and no per-key Set storage.
  */
 class Entry implements DirtyEntry {
+  relative = false;
+  /** Characters counted in `bytes` for the deltas this entry holds (an upper bound: kept until it stops holding deltas). */
+  deltaChars = 0;
+  delta: Delta | undefined = undefined;
+  flight: FlushItem | undefined = undefined;
   sinceSnapshot = 0;
   rankSinceSnapshot = 3;
   inFlight = false;
@@ -197,14 +220,16 @@ export class DirtySet {
    * Records a write (or a tombstone with `json === null`). Returns true when it coalesced into an entry
    * that was already dirty and not in flight, so no extra row write will happen.
    */
-  write(key: string, json: string | null, version: number, rank: number, now: number): boolean {
-    return this.writeEntry(this.entries.get(key), key, json, version, rank, now);
+  write(key: string, json: string | null, version: number, rank: number, now: number, delta?: Delta): boolean {
+    return this.writeEntry(this.entries.get(key), key, json, version, rank, now, false, delta);
   }
 
   /**
    * {@link write} for a caller that has just looked the key up: `entry` must be what {@link get} returned for
    * `key` in the same synchronous step (saves a second lookup on the write path). `wasClean`: the key had a clean
-   * copy, as it has right after its flush committed; only then can a new entry be one to hold.
+   * copy, as it has right after its flush committed; only then can a new entry be one to hold. With `delta`, the
+   * entry becomes (or stays) relative and `delta` replaces its pending delta (the caller composed it); without, the
+   * write replaces whatever deltas the entry held.
    */
   writeEntry(
     found: DirtyEntry | undefined,
@@ -214,10 +239,17 @@ export class DirtySet {
     rank: number,
     now: number,
     wasClean = false,
+    delta?: Delta,
+    deltaChars = 0,
   ): boolean {
     if (found === undefined) {
-      this.bytes += key.length + (json === null ? 0 : json.length);
+      this.bytes += key.length + (json === null ? 0 : json.length) + deltaChars;
       const created = new Entry(key, json, version, rank, now);
+      if (delta !== undefined) {
+        created.relative = true;
+        created.delta = delta;
+        created.deltaChars = deltaChars;
+      }
       this.entries.set(key, created);
       this.queueFor(key, rank, wasClean).push(created);
       this.appendAge(created);
@@ -225,10 +257,23 @@ export class DirtySet {
     }
     const entry = found as Entry;
     this.bytes += (json === null ? 0 : json.length) - (entry.json === null ? 0 : entry.json.length);
+    if (delta !== undefined) {
+      entry.deltaChars += deltaChars;
+      this.bytes += deltaChars;
+    } else if (entry.deltaChars !== 0) {
+      this.bytes -= entry.deltaChars;
+      entry.deltaChars = 0;
+    }
     entry.json = json;
     entry.version = version;
-    entry.attempts = 0;
-    entry.firstFailedAt = 0;
+    entry.relative = delta !== undefined;
+    entry.delta = delta;
+    // A flight in the air stays until it lands; one waiting for a retry is replaced by a value (set or delete).
+    if (delta === undefined && !entry.inFlight) entry.flight = undefined;
+    if (delta === undefined) {
+      entry.attempts = 0;
+      entry.firstFailedAt = 0;
+    }
     if (entry.inFlight) {
       if (entry.sinceSnapshot === 0) entry.sinceSnapshot = now;
       if (rank < entry.rankSinceSnapshot) entry.rankSinceSnapshot = rank;
@@ -243,6 +288,31 @@ export class DirtySet {
       entry.rank = rank;
     }
     return true;
+  }
+
+  /**
+   * Restores a key's deltas from the write-ahead log (a new entry): `flight`, a snapshot whose outcome is unknown,
+   * is written first exactly as it was; `pending`, at `version`, after it. Replaces nothing: the key must be clean.
+   */
+  restoreDelta(
+    key: string,
+    flight: FlushItem | undefined,
+    pending: Delta | undefined,
+    version: number,
+    rank: number,
+    now: number,
+    deltaChars = 0,
+  ): void {
+    if (this.entries.has(key)) throw new Error(`restoreDelta: key ${JSON.stringify(key)} is already dirty`);
+    const entry = new Entry(key, null, version, rank, now);
+    this.bytes += key.length + deltaChars;
+    entry.deltaChars = deltaChars;
+    entry.relative = true;
+    entry.delta = pending;
+    entry.flight = flight;
+    this.entries.set(key, entry);
+    (flight === undefined ? this.freshQueues : this.retryQueues)[rank].push(entry);
+    this.appendAge(entry);
   }
 
   /**
@@ -261,9 +331,9 @@ export class DirtySet {
           entry.inFlight = true;
           this.inFlightEntries++;
           if (this.holdOn) this.takenThisGeneration.add(entry.key);
-          const json = entry.json;
-          chars += entry.key.length + (json === null ? 0 : json.length);
-          items.push({ key: entry.key, json, version: entry.version, rank: entry.rank });
+          const item = this.snapshot(entry);
+          chars += entry.key.length + (item.json === null ? 0 : item.json.length);
+          items.push(item);
         }
       }
     }
@@ -277,7 +347,22 @@ export class DirtySet {
     if (entry.queue !== null) entry.queue.remove(entry);
     entry.inFlight = true;
     this.inFlightEntries++;
-    return { key, json: entry.json, version: entry.version, rank: entry.rank };
+    return this.snapshot(entry);
+  }
+
+  /**
+   * What a flush of `entry` writes: its value, or for a relative entry the delta snapshot to retry (unchanged) or
+   * the pending deltas, which become the flight (later deltas then gather anew).
+   */
+  private snapshot(entry: Entry): FlushItem {
+    if (!entry.relative) return { key: entry.key, json: entry.json, version: entry.version, rank: entry.rank };
+    if (entry.flight !== undefined) return entry.flight;
+    const flight: FlushItem = { key: entry.key, json: null, version: entry.version, rank: entry.rank, delta: entry.delta };
+    entry.flight = flight;
+    entry.delta = undefined;
+    entry.attempts = 0;
+    entry.firstFailedAt = 0;
+    return flight;
   }
 
   /**
@@ -289,9 +374,10 @@ export class DirtySet {
     const entry = this.entries.get(item.key);
     if (entry === undefined) return true;
     this.landed(entry);
+    if (entry.flight === item) entry.flight = undefined;
     if (entry.version === item.version) {
       this.entries.delete(item.key);
-      this.bytes -= entry.key.length + (entry.json === null ? 0 : entry.json.length);
+      this.bytes -= entry.key.length + (entry.json === null ? 0 : entry.json.length) + entry.deltaChars;
       if (entry.queue !== null) entry.queue.remove(entry);
       if (entry.late) this.lateOrder.delete(entry);
       else this.removeAge(entry);
@@ -316,6 +402,8 @@ export class DirtySet {
     const entry = this.entries.get(item.key);
     if (entry === undefined) return;
     this.landed(entry);
+    // A delta snapshot whose outcome is unknown is written again as it was; unless a value replaced the deltas.
+    if (entry.flight === item && !entry.relative) entry.flight = undefined;
     if (entry.rankSinceSnapshot < entry.rank) entry.rank = entry.rankSinceSnapshot;
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;

@@ -2,6 +2,7 @@ import type { FlushListener } from '../flush/flusher.js';
 import type { FlushItem } from './dirty-set.js';
 import type { StoredRow } from '../store/write-back.store.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
+import { applyDelta, composeDelta, type Delta } from './delta.js';
 import { DirtySet } from './dirty-set.js';
 import { VersionClock } from './version-clock.js';
 
@@ -52,6 +53,7 @@ export class WriteBackCache implements FlushListener {
     this.counters.reads++;
     const dirty = this.dirty.get(key);
     if (dirty !== undefined) {
+      if (dirty.relative) return this.getRelative(key);
       this.counters.hits++;
       return dirty.json ?? undefined;
     }
@@ -62,6 +64,51 @@ export class WriteBackCache implements FlushListener {
     }
     this.counters.misses++;
     return this.load(key);
+  }
+
+  /**
+   * A key holding deltas: the stored value (the clean copy, else loaded and kept as the clean copy) with the
+   * deltas in flight and pending applied. A delta flush that commits meanwhile drops the copy, so the load is
+   * repeated rather than counting that delta twice or not at all.
+   */
+  private async getRelative(key: string): Promise<string | undefined> {
+    for (;;) {
+      let base = this.clean.peek(key);
+      if (base !== undefined) {
+        this.counters.hits++;
+      } else {
+        this.counters.misses++;
+        const pending = this.loadRow(key);
+        const row = await pending.promise;
+        if (pending.stale) continue;
+        base = row;
+      }
+      const entry = this.dirty.get(key);
+      if (entry === undefined || !entry.relative) return this.get(key);
+      let value: unknown = base === undefined ? undefined : JSON.parse(base.json);
+      if (entry.flight?.delta !== undefined) value = applyDelta(key, value, entry.flight.delta);
+      if (entry.delta !== undefined) value = applyDelta(key, value, entry.delta);
+      return value === undefined ? undefined : JSON.stringify(value);
+    }
+  }
+
+  /** One load of `key` at a time; the row is cached clean unless a write (or a delta commit) made it stale. */
+  private loadRow(key: string): PendingLoad {
+    const found = this.loading.get(key);
+    if (found !== undefined) return found;
+    this.counters.loads++;
+    const created: PendingLoad = { stale: false, promise: undefined! };
+    created.promise = this.loader(key)
+      .then((row) => {
+        const dirty = this.dirty.get(key);
+        if (row !== undefined && !created.stale && (dirty === undefined || dirty.relative)) this.clean.set(key, row);
+        return row;
+      })
+      .finally(() => {
+        if (this.loading.get(key) === created) this.loading.delete(key);
+      });
+    this.loading.set(key, created);
+    return created;
   }
 
   private async load(key: string): Promise<string | undefined> {
@@ -130,8 +177,10 @@ export class WriteBackCache implements FlushListener {
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
     let wasClean = false;
     if (dirty !== undefined) {
-      // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
+      // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there; unless it
+      // holds deltas, which keep the stored value as their base.
       floor = dirty.version;
+      if (dirty.relative) this.clean.delete(key);
     } else if (this.clean.highestVersion <= this.clock.lastIssued) {
       // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
       // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
@@ -150,6 +199,46 @@ export class WriteBackCache implements FlushListener {
     if (this.dirty.writeEntry(dirty, key, json, version, rank, now, wasClean)) this.counters.coalesced++;
     this.markLoadsStale(key);
     return version;
+  }
+
+  /**
+   * Records an increment or merge. On a key holding a value (or a pending delete) the change applies in memory and
+   * the result is written as a value (`serialize` checks and snapshots it), so it replaces rows like a `set`;
+   * otherwise it is kept as a delta, composed with the pending ones, and applied by Postgres to whatever the row
+   * holds then. Throws (changing nothing) when the change cannot apply. Returns the version.
+   */
+  writeDelta(key: string, delta: Delta, rank: number, serialize: (value: unknown) => string, deltaChars = 0): number {
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined && !dirty.relative) {
+      const value = applyDelta(key, dirty.json === null ? undefined : JSON.parse(dirty.json), delta);
+      return this.write(key, serialize(value), rank);
+    }
+    const composed = composeDelta(key, dirty?.delta, delta);
+    // Fail at the call, not at the flush, when what this instance knows of the key already says it cannot apply.
+    const base = this.clean.peek(key);
+    let value: unknown = base === undefined ? undefined : JSON.parse(base.json);
+    if (dirty?.flight?.delta !== undefined) value = applyDelta(key, value, dirty.flight.delta);
+    if (base !== undefined || dirty?.flight !== undefined) applyDelta(key, value, composed);
+    const now = this.now();
+    const version = this.clock.next(Math.max(dirty?.version ?? 0, base?.version ?? 0), now);
+    this.counters.writes++;
+    if (this.dirty.writeEntry(dirty, key, null, version, rank, now, false, composed, deltaChars)) this.counters.coalesced++;
+    return version;
+  }
+
+  /** Restores a key's deltas from the write-ahead log, at their logged versions (see DirtySet.restoreDelta). */
+  requeueDelta(
+    key: string,
+    flight: { version: number; delta: Delta } | undefined,
+    pending: Delta | undefined,
+    version: number,
+    rank: number,
+    deltaChars = 0,
+  ): void {
+    const item = flight === undefined ? undefined : { key, json: null, version: flight.version, rank, delta: flight.delta };
+    this.clock.next(version);
+    this.counters.writes++;
+    this.dirty.restoreDelta(key, item, pending, version, rank, this.now(), deltaChars);
   }
 
   /**
@@ -179,6 +268,13 @@ export class WriteBackCache implements FlushListener {
   }
 
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
+    if (item.delta !== undefined) {
+      // Postgres applied the delta to its row: the copy this instance kept as a base is now behind it.
+      this.clean.delete(item.key);
+      this.markLoadsStale(item.key);
+      if (clean) this.wakeRoomWaiters();
+      return;
+    }
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
       // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself

@@ -516,8 +516,11 @@ export class Flusher {
 
   private async onRowRejected(item: FlushItem, error: unknown, onFailure?: (error: unknown) => void): Promise<void> {
     const entry = this.dirty.get(item.key);
-    if (entry === undefined || entry.version !== item.version) {
-      // A newer write superseded the rejected one; try that instead.
+    // A newer value superseded the rejected one; try that instead. A delta is never superseded by later deltas
+    // (they apply on top of it): it is retried and dead-lettered by itself, the later ones flush after it.
+    const superseded =
+      item.delta === undefined ? entry?.version !== item.version : entry?.flight !== item || !entry.relative;
+    if (entry === undefined || superseded) {
       this.dirty.release(item);
       return;
     }
@@ -551,7 +554,7 @@ export class Flusher {
     }
     this.counters.deadLettered++;
     this.logger.error(
-      `Dead-lettered ${item.json === null ? 'delete' : 'upsert'} of key "${truncate(item.key)}" version ${item.version} ` +
+      `Dead-lettered ${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'} of key "${truncate(item.key)}" version ${item.version} ` +
         `after ${entry.attempts} attempts (${code}: ${errorMessage(error)})`,
     );
     this.settle(item, 'deadLettered', this.dirty.complete(item), false);

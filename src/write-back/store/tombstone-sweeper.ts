@@ -6,6 +6,11 @@ export const TOMBSTONE_SWEEP_BATCH = 500;
 export interface TombstoneSweeperOptions {
   /** Tombstones older than this (by `deleted_at`, Postgres time) are deleted; 0 keeps them for ever. */
   retentionMs: number;
+  /**
+   * Delta ledger rows (`write_back_delta_ledger`) last written longer ago than this are deleted too; 0 keeps them.
+   * @default 0
+   */
+  ledgerRetentionMs?: number;
   /** Time between two sweeps. */
   intervalMs: number;
 }
@@ -37,6 +42,9 @@ export class TombstoneSweeper {
   private stopped = false;
   /** Tombstones deleted since start. */
   swept = 0;
+  /** Delta ledger rows deleted since start. */
+  ledgerSwept = 0;
+  private readonly ledger: string;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -47,12 +55,13 @@ export class TombstoneSweeper {
     const prefix = schema ? `"${schema}".` : '';
     this.tombstones = `${prefix}"write_back_tombstones"`;
     this.deadLetters = `${prefix}"write_back_dead_letters"`;
+    this.ledger = `${prefix}"write_back_delta_ledger"`;
     this.lockKey = `nestjs-write-back:tombstone-sweep:${schema ?? ''}`;
   }
 
   /** Starts sweeping every `intervalMs` (the first sweep one interval from now). No-op when retention is 0. */
   start(): void {
-    if (this.options.retentionMs === 0 || this.started || this.stopped) return;
+    if ((this.options.retentionMs === 0 && !this.options.ledgerRetentionMs) || this.started || this.stopped) return;
     this.started = true;
     this.schedule();
   }
@@ -88,19 +97,23 @@ export class TombstoneSweeper {
   }
 
   private async sweepBatches(): Promise<number> {
-    if (this.options.retentionMs === 0) return 0;
+    const { retentionMs, ledgerRetentionMs = 0 } = this.options;
+    if (retentionMs === 0 && ledgerRetentionMs === 0) return 0;
     let total = 0;
     for (;;) {
       const deleted = await this.sweepBatch();
       if (deleted === undefined) return total;
-      total += deleted;
-      this.swept += deleted;
-      if (deleted < TOMBSTONE_SWEEP_BATCH || this.stopped) return total;
+      total += deleted.tombstones;
+      this.swept += deleted.tombstones;
+      this.ledgerSwept += deleted.ledger;
+      const more = deleted.tombstones === TOMBSTONE_SWEEP_BATCH || deleted.ledger === TOMBSTONE_SWEEP_BATCH;
+      if (!more || this.stopped) return total;
     }
   }
 
-  /** One batch in one transaction; undefined when another session holds the sweep lock. */
-  private async sweepBatch(): Promise<number | undefined> {
+  /** One batch of each table in one transaction; undefined when another session holds the sweep lock. */
+  private async sweepBatch(): Promise<{ tombstones: number; ledger: number } | undefined> {
+    const { retentionMs, ledgerRetentionMs = 0 } = this.options;
     const runner = this.dataSource.createQueryRunner();
     try {
       await runner.connect();
@@ -111,21 +124,43 @@ export class TombstoneSweeper {
           await runner.commitTransaction();
           return undefined;
         }
-        // Oldest first; SKIP LOCKED leaves a tombstone a flush is rewriting right now for the next round.
-        const rows = (await runner.query(
-          `DELETE FROM ${this.tombstones} AS t
-           WHERE t."key" IN (
-             SELECT o."key" FROM ${this.tombstones} AS o
-             WHERE o."deleted_at" < now() - make_interval(secs => $1::float8 / 1000)
-               AND NOT EXISTS (SELECT 1 FROM ${this.deadLetters} AS d WHERE d."key" = o."key" AND d."version" < o."version")
-             ORDER BY o."deleted_at"
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)
-           RETURNING 1`,
-          [this.options.retentionMs, TOMBSTONE_SWEEP_BATCH],
-        )) as unknown[];
+        let tombstones = 0;
+        let ledger = 0;
+        if (retentionMs > 0) {
+          // Oldest first; SKIP LOCKED leaves a tombstone a flush is rewriting right now for the next round.
+          const rows = (await runner.query(
+            `DELETE FROM ${this.tombstones} AS t
+             WHERE t."key" IN (
+               SELECT o."key" FROM ${this.tombstones} AS o
+               WHERE o."deleted_at" < now() - make_interval(secs => $1::float8 / 1000)
+                 AND NOT EXISTS (SELECT 1 FROM ${this.deadLetters} AS d WHERE d."key" = o."key" AND d."version" < o."version")
+               ORDER BY o."deleted_at"
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             RETURNING 1`,
+            [retentionMs, TOMBSTONE_SWEEP_BATCH],
+          )) as unknown[];
+          tombstones = countOf(rows);
+        }
+        if (ledgerRetentionMs > 0) {
+          // A ledger row only matters while a retry or a WAL replay of that writer's delta may still come; one of a
+          // dead letter's own, while that dead letter exists (its replay may come at any time).
+          const rows = (await runner.query(
+            `DELETE FROM ${this.ledger} AS l
+             WHERE (l."origin", l."key") IN (
+               SELECT o."origin", o."key" FROM ${this.ledger} AS o
+               WHERE o."applied_at" < now() - make_interval(secs => $1::float8 / 1000)
+                 AND (o."origin" NOT LIKE 'dead-letter:%' OR NOT EXISTS (
+                   SELECT 1 FROM ${this.deadLetters} AS d WHERE 'dead-letter:' || d."id" = o."origin"))
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             RETURNING 1`,
+            [ledgerRetentionMs, TOMBSTONE_SWEEP_BATCH],
+          )) as unknown[];
+          ledger = countOf(rows);
+        }
         await runner.commitTransaction();
-        return countOf(rows);
+        return { tombstones, ledger };
       } catch (error) {
         if (runner.isTransactionActive) await runner.rollbackTransaction();
         throw error;

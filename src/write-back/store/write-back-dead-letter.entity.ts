@@ -1,9 +1,9 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
-export type WriteBackOperation = 'upsert' | 'delete';
+export type WriteBackOperation = 'upsert' | 'delete' | 'delta';
 
 /** A write Postgres rejected permanently `attempts` times; kept until it is replayed or discarded. */
-@Entity({ name: 'write_back_dead_letters' })
+@Entity({ name: 'write_back_dead_letters', synchronize: false })
 @Index('write_back_dead_letters_key_idx', ['key'])
 export class WriteBackDeadLetterEntity {
   @PrimaryGeneratedColumn({ type: 'bigint' })

@@ -1,7 +1,7 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
 /** One persisted key. `version` only ever grows (guarded upserts), so the table never goes backwards. */
-@Entity({ name: 'write_back_entries' })
+@Entity({ name: 'write_back_entries', synchronize: false })
 export class WriteBackEntryEntity {
   @PrimaryColumn({ type: 'text' })
   key!: string;

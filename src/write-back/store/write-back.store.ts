@@ -1,12 +1,14 @@
-import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import { DataSource, MigrationExecutor } from 'typeorm';
+import { deltaText } from '../cache/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
-import { WriteBackConfigError } from '../write-back.errors.js';
 import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
-import { WriteBackDeadLetterEntity, type WriteBackOperation } from './write-back-dead-letter.entity.js';
+import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
+import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
 
 /** What the flusher records about a row Postgres kept rejecting. */
 export interface DeadLetterFailure {
@@ -44,7 +46,7 @@ export class WriteBackStore {
   private readonly entriesTable: string;
   private readonly writeSql: string;
   private readonly loadSql: string;
-  private readonly deadLetters: Repository<WriteBackDeadLetterEntity>;
+  private readonly deadLettersTable: string;
 
   /**
    * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
@@ -55,6 +57,8 @@ export class WriteBackStore {
     readonly dataSource: DataSource,
     readonly schema: string | undefined,
     private readonly batchDeadlineMs = 0,
+    /** Whose deltas this store writes: the key of the instance's entries in the delta ledger. */
+    readonly origin: string = randomUUID(),
   ) {
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
@@ -66,16 +70,25 @@ export class WriteBackStore {
     // delete); a delete removes an older row and records its tombstone. A batch never holds one key twice (that
     // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
     // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
+    const ledgerTable = `${prefix}"write_back_delta_ledger"`;
+    const applyDelta = `${prefix}"write_back_apply_delta"`;
+    // Deltas (r.x) are applied to whatever the row holds, exactly once per writer: skipped when the writer's ledger
+    // entry for the key already covers the version (a retry after an unknown outcome, a WAL replay), when a later
+    // delete's tombstone covers it, or when the row's last whole value (base_version) is younger. The ledger entry
+    // is written in the same statement, so it commits with the delta or not at all. ON CONFLICT finds a row another
+    // instance inserts meanwhile; the delta rides in the proposed row's last_delta to reach the update.
     this.writeSql = `
       WITH rows AS (
-        SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+        SELECT r.k, r.n, r.v -> 0 AS value, r.d, r.x, coalesce(r.o, $2) AS origin
+        FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean, x jsonb, o text)
       ), upserted AS (
-        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
-        SELECT rows.k, rows.value, rows.n, now() FROM rows
-        WHERE rows.d IS NOT TRUE
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
+        SELECT rows.k, rows.value, rows.n, rows.n, NULL, now() FROM rows
+        WHERE rows.d IS NOT TRUE AND rows.x IS NULL
           AND NOT EXISTS (SELECT 1 FROM ${tombstonesTable} t WHERE t."key" = rows.k AND t."version" >= rows.n)
         ON CONFLICT ("key") DO UPDATE
-          SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
+          SET "value" = excluded."value", "version" = excluded."version", "base_version" = excluded."version",
+              "last_delta" = NULL, "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
         RETURNING e."key"
       ), deleted AS (
@@ -95,23 +108,43 @@ export class WriteBackStore {
         USING upserted
         WHERE t."key" = upserted."key"
         RETURNING 1
+      ), fresh AS (
+        SELECT rows.k, rows.n, rows.x, rows.origin,
+               coalesce((SELECT t."version" FROM ${tombstonesTable} t WHERE t."key" = rows.k), 0) AS dead
+        FROM rows
+        WHERE rows.x IS NOT NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM ${ledgerTable} l WHERE l."origin" = rows.origin AND l."key" = rows.k AND l."version" >= rows.n)
+      ), applied AS (
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
+        SELECT fresh.k, ${applyDelta}(fresh.k, NULL, fresh.x), fresh.n, fresh.dead, fresh.x, now() FROM fresh
+        WHERE fresh.dead < fresh.n
+        ON CONFLICT ("key") DO UPDATE
+          SET "value" = ${applyDelta}(e."key", e."value", excluded."last_delta"),
+              "version" = greatest(e."version", excluded."version"), "last_delta" = excluded."last_delta",
+              "updated_at" = excluded."updated_at"
+          WHERE e."base_version" < excluded."version"
+        RETURNING 1
+      ), ledgered AS (
+        INSERT INTO ${ledgerTable} AS l ("origin", "key", "version", "applied_at")
+        SELECT fresh.origin, fresh.k, fresh.n, now() FROM fresh
+        ON CONFLICT ("origin", "key") DO UPDATE SET "version" = excluded."version", "applied_at" = excluded."applied_at"
+          WHERE l."version" < excluded."version"
+        RETURNING 1
       )
       SELECT coalesce(array_agg(rows.k), '{}') AS skipped, (SELECT count(*) FROM deleted)::int AS deleted,
-             (SELECT count(*) FROM revived)::int AS revived
+             (SELECT count(*) FROM revived)::int AS revived, (SELECT count(*) FROM applied)::int AS applied,
+             (SELECT count(*) FROM ledgered)::int AS ledgered
       FROM rows
-      WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
+      WHERE rows.x IS NULL AND rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
     this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
-    if (!dataSource.hasMetadata(WriteBackDeadLetterEntity)) {
-      throw new WriteBackConfigError(
-        'dataSource',
-        'its entities do not include the write-back entities; add ...WRITE_BACK_ENTITIES to its "entities" option',
-      );
-    }
-    this.deadLetters = dataSource.getRepository(WriteBackDeadLetterEntity);
+    // Plain SQL with the schema spelled out, not a repository: the tables of a named instance live in a schema
+    // of their own, which the entity metadata of an application's DataSource does not know.
+    this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
   }
 
   /** Opens a DataSource of the module's own from `options.url`. */
-  static async connect(options: ResolvedWriteBackOptions): Promise<DataSource> {
+  static async connect(options: ResolvedWriteBackOptions, retry?: ConnectRetry): Promise<DataSource> {
     const extra = (options.connectionOptions?.extra ?? {}) as Record<string, unknown>;
     const dataSource = new DataSource({
       applicationName: 'nestjs-write-back',
@@ -132,18 +165,20 @@ export class WriteBackStore {
         ...extra,
       },
     });
-    return dataSource.initialize();
+    return initializeWithRetry(dataSource, options.url!, retry);
   }
 
   /**
    * Runs the module's migrations. On a DataSource the application owns, on a short-lived clone of its options
    * (so the app's own migration list is untouched). Replicas starting together serialize on an advisory lock.
    */
-  static async migrate(dataSource: DataSource, ownsDataSource: boolean): Promise<void> {
-    const target = ownsDataSource
+  static async migrate(dataSource: DataSource, ownsDataSource: boolean, schema?: string): Promise<void> {
+    const appSchema = (dataSource.options as { schema?: string }).schema;
+    const target = ownsDataSource && schema === appSchema
       ? dataSource
       : await new DataSource({
           ...(dataSource.options as PostgresDataSourceOptions),
+          schema,
           entities: [...WRITE_BACK_ENTITIES],
           migrations: [...WRITE_BACK_MIGRATIONS],
           migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
@@ -153,7 +188,6 @@ export class WriteBackStore {
           dropSchema: false,
           poolSize: 1,
         }).initialize();
-    const schema = (target.options as { schema?: string }).schema;
     const runner = target.createQueryRunner();
     try {
       await runner.connect();
@@ -169,7 +203,7 @@ export class WriteBackStore {
       }
     } finally {
       await runner.release();
-      if (!ownsDataSource) await target.destroy();
+      if (target !== dataSource) await target.destroy();
     }
   }
 
@@ -179,14 +213,15 @@ export class WriteBackStore {
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
     const document = batchDocument(items);
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, [document]));
+    const params = [document, this.origin];
+    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, params));
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let expired: Error | undefined;
     let lost: unknown;
     try {
       return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, [document]), this.batchDeadlineMs, () => {
+        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
           expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
             code: 'ETIMEDOUT',
           });
@@ -229,44 +264,55 @@ export class WriteBackStore {
 
   async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
     // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
-    await this.deadLetters
-      .createQueryBuilder()
-      .insert()
-      .values({
-        key: item.key,
-        value: item.json === null ? (null as unknown as undefined) : () => `CAST(:json AS jsonb)`,
-        version: String(item.version),
-        operation: item.json === null ? 'delete' : 'upsert',
-        errorCode: failure.code ?? null,
-        errorMessage: failure.message,
-        attempts: failure.attempts,
-        firstFailedAt: failure.firstFailedAt,
-        lastFailedAt: failure.lastFailedAt,
-      })
-      .setParameter('json', item.json)
-      .execute();
+    await this.dataSource.query(
+      `INSERT INTO ${this.deadLettersTable}
+         ("key", "value", "version", "operation", "error_code", "error_message", "attempts", "first_failed_at", "last_failed_at")
+       VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        item.key,
+        item.delta !== undefined ? deltaText(item.delta) : item.json,
+        String(item.version),
+        item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert',
+        failure.code ?? null,
+        failure.message,
+        failure.attempts,
+        failure.firstFailedAt,
+        failure.lastFailedAt,
+      ],
+    );
   }
 
   async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
-    const query = this.deadLetters.createQueryBuilder('d').orderBy('d.id', 'ASC').take(options.limit ?? 100);
-    if (options.afterId !== undefined) query.andWhere('d.id > :afterId', { afterId: options.afterId });
-    if (options.key !== undefined) query.andWhere('d.key = :key', { key: options.key });
-    return (await query.getMany()).map(toDeadLetter);
+    const rows: DeadLetterRow[] = await this.dataSource.query(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable}
+       WHERE ($1::bigint IS NULL OR "id" > $1::bigint) AND ($2::text IS NULL OR "key" = $2)
+       ORDER BY "id" LIMIT $3`,
+      [options.afterId ?? null, options.key ?? null, options.limit ?? 100],
+    );
+    return rows.map(toDeadLetter);
   }
 
   async getDeadLetter(id: string): Promise<WriteBackDeadLetter | undefined> {
-    const row = await this.deadLetters.findOneBy({ id });
-    return row === null ? undefined : toDeadLetter(row);
+    const rows: DeadLetterRow[] = await this.dataSource.query(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable} WHERE "id" = $1`,
+      [id],
+    );
+    return rows.length === 0 ? undefined : toDeadLetter(rows[0]);
   }
 
   /** Returns false if there was no such row. */
   async deleteDeadLetter(id: string): Promise<boolean> {
-    const result = await this.deadLetters.delete({ id });
-    return (result.affected ?? 0) > 0;
+    // Wrapped in a SELECT: TypeORM answers a bare DELETE with [rows, rowCount] rather than the rows.
+    const rows: { n: number }[] = await this.dataSource.query(
+      `WITH gone AS (DELETE FROM ${this.deadLettersTable} WHERE "id" = $1 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+      [id],
+    );
+    return rows[0].n > 0;
   }
 
   async countDeadLetters(): Promise<number> {
-    return this.deadLetters.count();
+    const rows: { count: number }[] = await this.dataSource.query(`SELECT count(*)::int AS count FROM ${this.deadLettersTable}`);
+    return rows[0].count;
   }
 }
 
@@ -280,32 +326,57 @@ export function batchDeadline(statementTimeoutMs: number): number {
   return statementTimeoutMs + Math.min(5000, Math.max(1000, Math.round(statementTimeoutMs / 2)));
 }
 
-/** `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true}, ...]` with the value texts pasted in. */
+/**
+ * `[{"k":key,"n":version,"v":[value]} | {"k":key,"n":version,"d":true} | {"k":key,"n":version,"x":delta,"o"?:origin}, ...]`
+ * with the value texts pasted in.
+ */
 export function batchDocument(items: readonly FlushItem[]): string {
   let document = '[';
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
     if (i > 0) document += ',';
-    document +=
-      item.json === null
-        ? `{"k":${JSON.stringify(item.key)},"n":${item.version},"d":true}`
-        : `{"k":${JSON.stringify(item.key)},"n":${item.version},"v":[${item.json}]}`;
+    if (item.delta !== undefined) {
+      const origin = item.origin === undefined ? '' : `,"o":${JSON.stringify(item.origin)}`;
+      document += `{"k":${JSON.stringify(item.key)},"n":${item.version},"x":${deltaText(item.delta)}${origin}}`;
+    } else {
+      document +=
+        item.json === null
+          ? `{"k":${JSON.stringify(item.key)},"n":${item.version},"d":true}`
+          : `{"k":${JSON.stringify(item.key)},"n":${item.version},"v":[${item.json}]}`;
+    }
   }
   return `${document}]`;
 }
 
-function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
+const DEAD_LETTER_COLUMNS =
+  '"id"::text AS id, "key", "value", "version"::text AS version, "operation", "error_code", "error_message", ' +
+  '"attempts", "first_failed_at", "last_failed_at"';
+
+interface DeadLetterRow {
+  id: string;
+  key: string;
+  value: unknown;
+  version: string;
+  operation: WriteBackOperation;
+  error_code: string | null;
+  error_message: string;
+  attempts: number;
+  first_failed_at: Date;
+  last_failed_at: Date;
+}
+
+function toDeadLetter(row: DeadLetterRow): WriteBackDeadLetter {
   return {
-    id: String(row.id),
+    id: row.id,
     key: row.key,
     value: row.value,
     version: Number(row.version),
     operation: row.operation,
-    errorCode: row.errorCode,
-    errorMessage: row.errorMessage,
+    errorCode: row.error_code,
+    errorMessage: row.error_message,
     attempts: row.attempts,
-    firstFailedAt: row.firstFailedAt,
-    lastFailedAt: row.lastFailedAt,
+    firstFailedAt: row.first_failed_at,
+    lastFailedAt: row.last_failed_at,
   };
 }
 

@@ -1,17 +1,20 @@
 import { open, readFile, rm } from 'node:fs/promises';
 import { WriteBackError } from '../write-back.errors.js';
 
-/** Another live process holds the lock file of a directory this process needs for itself. */
+/** Another live process, or another user in this one, holds the lock file of a directory needed here. */
 export class WriteBackDirectoryInUseError extends WriteBackError {
   constructor(
     readonly lockPath: string,
     readonly ownerPid: number,
+    /** What the lock file says holds it (e.g. `write-back instance "audit"`), when it says. */
+    readonly holder: string | undefined,
     what: string,
     remedy: string,
   ) {
+    const by = ownerPid === process.pid ? 'this process (pid ' + ownerPid + ')' : `process ${ownerPid}`;
     super(
-      `${what} is in use by process ${ownerPid} (lock file ${lockPath}). ${remedy} ` +
-        '(Delete the lock file only if that process is not using it.)',
+      `${what} is in use by ${holder === undefined ? by : `${holder} of ${by}`} (lock file ${lockPath}). ${remedy}` +
+        (ownerPid === process.pid ? '' : ' (Delete the lock file only if that process is not using it.)'),
     );
   }
 }
@@ -25,12 +28,18 @@ const held = new Set<string>();
  * container restarted as PID 1 finds its previous incarnation's lock).
  * Returns the release function.
  */
-export async function lockDirectory(lockPath: string, what: string, remedy: string): Promise<() => Promise<void>> {
+export async function lockDirectory(
+  lockPath: string,
+  what: string,
+  remedy: string,
+  holder?: string,
+): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const handle = await open(lockPath, 'wx');
       try {
-        await handle.writeFile(`${process.pid}\n`);
+        // The pid on the first line (what older versions wrote), then who in that process holds it.
+        await handle.writeFile(holder === undefined ? `${process.pid}\n` : `${process.pid}\n${holder}\n`);
       } finally {
         await handle.close();
       }
@@ -41,10 +50,11 @@ export async function lockDirectory(lockPath: string, what: string, remedy: stri
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      const [pidLine = '', holderLine = ''] = (await readFile(lockPath, 'utf8').catch(() => '')).split('\n');
+      const owner = Number(pidLine.trim());
       const ours = owner === process.pid;
       if (Number.isInteger(owner) && owner > 0 && (ours ? held.has(lockPath) : isRunning(owner))) {
-        throw new WriteBackDirectoryInUseError(lockPath, owner, what, remedy);
+        throw new WriteBackDirectoryInUseError(lockPath, owner, holderLine.trim() || undefined, what, remedy);
       }
       await rm(lockPath, { force: true });
     }

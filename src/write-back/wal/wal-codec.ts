@@ -9,18 +9,21 @@ export interface WalRecord {
   readonly version: number;
   /** 0 = high, 1 = normal, 2 = low. */
   readonly rank: number;
+  /** `json` holds the key's pending deltas (increments, merge patches), not a value: see `WalDeltaState`. */
+  readonly delta?: boolean;
 }
 
 /*
  * Record layout, little-endian:
  *   u32 payload length | u32 CRC-32 of the payload | payload
  * payload:
- *   u8 flags (bits 0-1 rank, bit 2 tombstone, bits 3-7 zero) | u32 version low | u32 version high
+ *   u8 flags (bits 0-1 rank, bit 2 tombstone, bit 3 delta, bits 4-7 zero) | u32 version low | u32 version high
  *   | u32 key bytes | key (UTF-8) | u32 json bytes (0 for a tombstone) | json (UTF-8)
  */
 export const RECORD_HEADER_BYTES = 8;
 export const MIN_PAYLOAD_BYTES = 17;
 const TOMBSTONE = 0x04;
+const DELTA = 0x08;
 const RANK_MASK = 0x03;
 const TWO_POW_32 = 0x1_0000_0000;
 /** High word limit: versions stay below 2^53. */
@@ -31,6 +34,7 @@ export function invalidRecordReason(record: WalRecord): string | undefined {
   if (typeof record !== 'object' || record === null) return 'a record must be an object';
   if (typeof record.key !== 'string') return 'key must be a string';
   if (record.json !== null && typeof record.json !== 'string') return 'json must be a string or null';
+  if (record.delta === true && record.json === null) return 'a delta record needs its deltas in json';
   if (!Number.isSafeInteger(record.version) || record.version < 0) {
     return `version must be an integer in [0, 2^53), got ${String(record.version)}`;
   }
@@ -52,7 +56,7 @@ export function maxEncodedBytes(record: WalRecord): number {
 export function encodeRecord(record: WalRecord, buf: Buffer, offset: number): number {
   const start = offset + RECORD_HEADER_BYTES;
   const { json, version } = record;
-  buf[start] = record.rank | (json === null ? TOMBSTONE : 0);
+  buf[start] = record.rank | (json === null ? TOMBSTONE : 0) | (record.delta === true ? DELTA : 0);
   buf.writeUInt32LE(version % TWO_POW_32, start + 1);
   buf.writeUInt32LE(Math.floor(version / TWO_POW_32), start + 5);
   const keyBytes = buf.write(record.key, start + 13, 'utf8');
@@ -99,7 +103,7 @@ export function readRecord(buf: Buffer, offset: number, end: number): ReadResult
     return { ok: false, short: false, reason: 'checksum mismatch' };
   }
   const flags = buf[start]!;
-  if (flags & ~(RANK_MASK | TOMBSTONE) || (flags & RANK_MASK) === 3) {
+  if (flags & ~(RANK_MASK | TOMBSTONE | DELTA) || (flags & RANK_MASK) === 3) {
     return { ok: false, short: false, reason: `unknown flags 0x${flags.toString(16)}` };
   }
   const high = buf.readUInt32LE(start + 5);
@@ -112,16 +116,15 @@ export function readRecord(buf: Buffer, offset: number, end: number): ReadResult
   if (keyEnd + 4 + jsonBytes !== stop) return { ok: false, short: false, reason: 'field lengths do not add up' };
   const tombstone = (flags & TOMBSTONE) !== 0;
   if (tombstone && jsonBytes !== 0) return { ok: false, short: false, reason: 'tombstone carries a value' };
-  return {
-    ok: true,
-    end: stop,
-    record: {
-      key: buf.toString('utf8', start + 13, keyEnd),
-      json: tombstone ? null : buf.toString('utf8', keyEnd + 4, stop),
-      version,
-      rank: flags & RANK_MASK,
-    },
+  const delta = (flags & DELTA) !== 0;
+  if (delta && tombstone) return { ok: false, short: false, reason: 'a delta record cannot be a tombstone' };
+  const record: WalRecord = {
+    key: buf.toString('utf8', start + 13, keyEnd),
+    json: tombstone ? null : buf.toString('utf8', keyEnd + 4, stop),
+    version,
+    rank: flags & RANK_MASK,
   };
+  return { ok: true, end: stop, record: delta ? { ...record, delta: true } : record };
 }
 
 /** Encodes one record into a buffer of its own (tests and tools; the log encodes into its group buffer). */

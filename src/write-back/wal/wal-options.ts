@@ -36,6 +36,8 @@ export interface WalOptions {
   corruption?: 'fail' | 'skip';
   /** @default a logger that prints warnings and errors to the console */
   logger?: WalLogger;
+  /** Who holds the log, written into its lock file so a conflict names it (the write-back instance name). */
+  owner?: string;
 }
 
 export interface ResolvedWalOptions {
@@ -45,6 +47,7 @@ export interface ResolvedWalOptions {
   readonly segmentBytes: number;
   readonly corruption: 'fail' | 'skip';
   readonly logger: WalLogger;
+  readonly owner: string | undefined;
 }
 
 export const WAL_DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -71,5 +74,5 @@ export function resolveWalOptions(options: WalOptions): ResolvedWalOptions {
   if (corruption !== 'fail' && corruption !== 'skip') {
     throw new WriteBackConfigError('corruption', `expected "fail" or "skip", got ${JSON.stringify(corruption)}`);
   }
-  return { dir, mode, syncIntervalMs, segmentBytes, corruption, logger: options.logger ?? consoleLogger };
+  return { dir, mode, syncIntervalMs, segmentBytes, corruption, logger: options.logger ?? consoleLogger, owner: options.owner };
 }

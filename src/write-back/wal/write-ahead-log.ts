@@ -157,7 +157,8 @@ export class WriteAheadLog {
     const unlock = await lockDirectory(
       path.join(resolved.dir, WAL_LOCK_FILE),
       `The write-ahead log directory ${resolved.dir}`,
-      'Give each process its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
+      'Give each process and each write-back instance its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
+      resolved.owner === undefined ? undefined : `write-back instance "${resolved.owner}"`,
     );
     try {
       // Left by a crash while the next segment was being prepared: possibly short, never holding records.

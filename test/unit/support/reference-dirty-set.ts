@@ -88,6 +88,9 @@ export class ReferenceDirtySet {
       this.entries.set(key, {
         key,
         json,
+        relative: false,
+        delta: undefined,
+        flight: undefined,
         version,
         rank,
         since: now,
