@@ -15,6 +15,23 @@ const { WriteBackModule, WriteBackService, resolveWriteBackOptions, WriteBackCon
 
 export { WriteBackService, resolveWriteBackOptions, WriteBackConfigError };
 
+/** Whether the build under test has the byte bounds (`maxDirtyBytes`, `maxCleanBytes`); older builds refuse them. */
+const hasByteBounds = (() => {
+  try {
+    resolveWriteBackOptions({ url: 'postgres://bench/bench', maxDirtyBytes: 2 ** 40, maxCleanBytes: 2 ** 40 });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * The byte bounds lifted out of the way, for a scenario that holds more entries than their defaults allow (1M
+ * entries of ~250 characters) and measures the entry-count regime; {} for a build without them, so A/B runs
+ * against an older build (BENCH_DIST) measure the same thing.
+ */
+export const noByteBounds = hasByteBounds ? { maxDirtyBytes: 2 ** 40, maxCleanBytes: 2 ** 40 } : {};
+
 /**
  * Module options every scenario's service gets on top of its own (JSON in BENCH_SERVICE_OPTIONS), to compare a
  * setting in the same harness: `BENCH_SERVICE_OPTIONS='{"flushScaleUpLagMs":0}' node bench/run.mjs --only=set`.

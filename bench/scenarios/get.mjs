@@ -4,7 +4,7 @@ import {
   VALUES, VALUE_POOL_SIZE, check, log, makeKeys, median, nsHistogram, performance, round, shuffledIndexes, spread,
   usSummary, yieldLoop,
 } from '../lib/util.mjs';
-import { startService } from '../lib/service.mjs';
+import { noByteBounds, startService } from '../lib/service.mjs';
 import { pg } from '../lib/db.mjs';
 
 const CHUNK = 500;
@@ -70,7 +70,7 @@ export async function run(ctx) {
   const rounds = quick ? 2 : 3;
   const keys = makeKeys(keyCount, 'get:');
   const order = shuffledIndexes(keyCount, 1 << 20, 777);
-  const svc = await startService(url, { autoFlush: false, maxEntries: keyCount * 2, maxDirtyEntries: keyCount * 2 }, 'get');
+  const svc = await startService(url, { autoFlush: false, maxEntries: keyCount * 2, maxDirtyEntries: keyCount * 2, ...noByteBounds }, 'get');
   const { service } = svc;
   const map = new Map();
   for (let i = 0; i < keyCount; i++) {

@@ -1,7 +1,7 @@
 // Scenario 5: heap bytes per entry at 1M entries (quick: 200k), dirty and then clean, against a raw Map of the
 // same key -> JSON text. Needs --expose-gc (bench/run.mjs passes it).
 import { VALUES, VALUE_POOL_SIZE, check, log, meanValueBytes, performance, round, settledHeap, yieldLoop } from '../lib/util.mjs';
-import { startService } from '../lib/service.mjs';
+import { noByteBounds, startService } from '../lib/service.mjs';
 
 const POOL_MASK = VALUE_POOL_SIZE - 1;
 const key = (i) => `user:${String(i).padStart(8, '0')}`;
@@ -22,7 +22,7 @@ export async function run(ctx) {
   settledHeap();
 
   // The service: autoFlush off, so every entry stays dirty; then flushed, so every entry is clean.
-  const svc = await startService(url, { autoFlush: false, maxDirtyEntries: n + 1000, maxEntries: n + 1000, shutdownTimeoutMs: 60_000 }, 'memory');
+  const svc = await startService(url, { autoFlush: false, maxDirtyEntries: n + 1000, maxEntries: n + 1000, shutdownTimeoutMs: 60_000, ...noByteBounds }, 'memory');
   const { service } = svc;
   // Warm the code paths on a few keys first, flushed and deleted from the count by measuring after them.
   for (let i = 0; i < 1000; i++) await service.set(`warm:${i}`, VALUES[i]);

@@ -4,7 +4,7 @@ import {
   VALUES, VALUE_POOL_SIZE, check, log, makeKeys, median, meanValueBytes, nsHistogram, performance, round, shuffledIndexes,
   spread, usSummary, yieldLoop,
 } from '../lib/util.mjs';
-import { startService } from '../lib/service.mjs';
+import { noByteBounds, startService } from '../lib/service.mjs';
 
 const POOL_MASK = VALUE_POOL_SIZE - 1;
 /** Operations between two yields to the event loop (where the flusher's timers and I/O run). */
@@ -88,6 +88,7 @@ export async function run(ctx) {
     durability: 'none',
     autoFlush: true,
     maxDirtyEntries: distinctCount + 100_000,
+    ...noByteBounds,
     backpressure: 'block',
   };
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VALUES, VALUE_JSON, VALUE_POOL_SIZE, check, log, makeKeys, median, msSummary, nsHistogram, performance, round, yieldLoop } from '../lib/util.mjs';
 import { startBackgroundIngest } from '../lib/db.mjs';
-import { distDir, distUrl, resolveWriteBackOptions, startService, WriteBackConfigError } from '../lib/service.mjs';
+import { distDir, distUrl, noByteBounds, resolveWriteBackOptions, startService, WriteBackConfigError } from '../lib/service.mjs';
 
 const WRITERS = 256;
 const KEYS = 100_000;
@@ -115,7 +115,7 @@ async function walComponent(dir, ms) {
 async function servicePass(url, dir, ms) {
   const svc = await startService(
     url,
-    { durability: 'wal-sync', walDir: join(dir, 'service-wal'), autoFlush: true, maxDirtyEntries: 2 * KEYS },
+    { durability: 'wal-sync', walDir: join(dir, 'service-wal'), autoFlush: true, maxDirtyEntries: 2 * KEYS, ...noByteBounds },
     'wal',
   );
   try {

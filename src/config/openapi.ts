@@ -14,6 +14,8 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
         'background flusher batch-writes to Postgres. Dead letters hold rows Postgres kept rejecting.',
     )
     .setVersion('1')
+    // With API_TOKEN set, mutating and /admin routes need `Authorization: Bearer <token>`.
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'The API_TOKEN the service was started with.' })
     .build();
   return SwaggerModule.createDocument(app, config);
 }

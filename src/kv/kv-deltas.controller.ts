@@ -1,5 +1,5 @@
 import { BadRequestException, Controller, Headers, HttpCode, Param, Patch, Post, Query, UnsupportedMediaTypeException } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService } from '../write-back/index.js';
 import { ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
 import { writeOptions } from './http-params.js';
@@ -40,6 +40,7 @@ export class KvDeltasController {
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not an integer (or object of integers), or the key holds a value it cannot apply to.' })
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
   @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })
@@ -67,6 +68,7 @@ export class KvDeltasController {
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not a JSON object.' })
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse({ status: 415, type: ErrorResponse, description: 'Not sent as application/merge-patch+json.' })
   @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
   @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })

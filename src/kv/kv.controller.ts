@@ -10,7 +10,7 @@ import {
   Put,
   Query,
 } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService } from '../write-back/index.js';
 import { ANY_JSON_SCHEMA, ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
 import { writeOptions } from './http-params.js';
@@ -62,6 +62,7 @@ export class KvController {
   @ApiOperation({ summary: 'No key given (always 400)' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Keys must not be empty.' })
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   putWithoutKey(): never {
     throw missingKey();
@@ -71,6 +72,7 @@ export class KvController {
   @ApiOperation({ summary: 'No key given (always 400)' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Keys must not be empty.' })
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   deleteWithoutKey(): never {
     throw missingKey();
@@ -108,6 +110,7 @@ export class KvController {
   @ApiResponse(BAD_INPUT)
   @ApiResponse({ status: 413, type: ErrorResponse, description: 'Body over the parser limit (twice maxValueBytes, at least 2 MiB).' })
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse(WRITE_THROUGH_FAILED)
   @ApiResponse(UNAVAILABLE)
@@ -135,6 +138,7 @@ export class KvController {
   @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse(BAD_INPUT)
   @ApiResponse(UNAUTHORIZED)
+  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   @ApiResponse(WRITE_THROUGH_FAILED)
   @ApiResponse(UNAVAILABLE)

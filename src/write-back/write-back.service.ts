@@ -459,8 +459,9 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       const durable = this.write(key, json, rank);
       if (durable !== undefined) return durable;
       // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise, so the flush
-      // timer could not fire until the dirty set was full. Once a flush is due, this write resolves after one turn.
-      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? nextTurn() : RESOLVED;
+      // timer could not fire until the dirty set was full. Once a flush is due, this write resolves after one turn
+      // of the event loop, in which the due flush starts.
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? this.yieldToFlusher() : RESOLVED;
     }
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
@@ -490,7 +491,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       const durable = this.writeDelta(key, delta, rank);
       if (durable !== undefined) return durable;
       // As for set: a tight loop of increments must let the flusher run once a flush is due.
-      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? nextTurn() : RESOLVED;
+      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? this.yieldToFlusher() : RESOLVED;
     }
     return this.acceptSlowly(key, delta, rank, writeThrough);
   }
@@ -526,6 +527,16 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const durable = this.wal?.append({ key, json, version, rank });
     this.flusher.notifyWrite(rank);
     return durable;
+  }
+
+  /** Resolves after one turn of the event loop (I/O included: setImmediate runs after the poll phase), starting the due flush. */
+  private yieldToFlusher(): Promise<void> {
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.flusher.tickIfDue();
+        resolve();
+      }),
+    );
   }
 
   private recordSetLatency(started: number): void {
@@ -564,11 +575,6 @@ function validateDeadLetterId(id: unknown, name: string): void {
   if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
     throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
   }
-}
-
-/** Resolves after the event loop turned once (timers and I/O included: setImmediate runs after the poll phase). */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

@@ -129,6 +129,16 @@ describe('OpenAPI document of the demo (/docs, /docs-json)', () => {
     expect(doc.paths['/metrics'].get.responses['200'].content).toHaveProperty('text/plain');
   });
 
+  it('documents the bearer token (API_TOKEN) on every mutating and admin route, and only there', () => {
+    expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+    for (const { id, operation } of operations()) {
+      const needsToken = !id.startsWith('get ') || id.includes(' /admin/');
+      const documented = (operation.security ?? []).some((requirement: Record<string, unknown>) => 'bearer' in requirement);
+      expect(documented, id).toBe(needsToken);
+      expect(Object.keys(operation.responses).includes('401'), `${id} documents 401`).toBe(needsToken);
+    }
+  });
+
   it('describes the bodies the app really sends (stats, flush report, errors, dead letters, health)', async () => {
     const propertiesOf = (id: string, status: string) => {
       const [method, path] = id.split(' ');

@@ -200,6 +200,17 @@ export class Flusher {
     return now >= this.timerDueAt;
   }
 
+  /**
+   * Runs the tick the timer is due for, now, if it still is: for a writer that yielded because of
+   * {@link isFlushDue}. A timer set to 0 ms fires after 1 ms at the earliest, so waiting for it could take many
+   * yields of a tight loop; running the tick from the yield takes one.
+   */
+  tickIfDue(): void {
+    if (!this.timerRunning || this.now() < this.timerDueAt) return;
+    this.timer.clear();
+    this.tick();
+  }
+
   /** Called after each accepted write, to flush early when a batch is full or the write is `high`. */
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
