@@ -3,7 +3,7 @@ import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import type { FlushTimer } from './flush/flusher.js';
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
 import { WriteBackMetrics } from './metrics/write-back.metrics.js';
-import { WriteBackStore, batchDeadline } from './store/write-back.store.js';
+import { WriteBackStore } from './store/write-back.store.js';
 import { WriteAheadLog, type WalRecord } from './wal/index.js';
 import { DEFAULT_WRITE_BACK_NAME, getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
 import { WriteBackConfigError } from './write-back.errors.js';
@@ -102,7 +102,7 @@ async function createService(options: ResolvedWriteBackOptions, registry: Schedu
     }
     if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource);
     const schema = ownsDataSource ? options.schema : (dataSource.options as { schema?: string }).schema;
-    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs));
+    const store = new WriteBackStore(dataSource, schema, options.statementTimeoutMs);
     const { wal, recovered } = await openWal(options, name);
     const service = new WriteBackService(
       options,

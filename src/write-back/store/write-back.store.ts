@@ -4,6 +4,7 @@ import type { FlushItem } from '../cache/dirty-set.js';
 import { WriteBackConfigError } from '../write-back.errors.js';
 import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
+import { dollarQuote, localStatementTimeout } from './session-free-sql.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import { WriteBackDeadLetterEntity, type WriteBackOperation } from './write-back-dead-letter.entity.js';
@@ -42,22 +43,35 @@ export interface StoredRow {
  */
 export class WriteBackStore {
   private readonly entriesTable: string;
-  private readonly writeSql: string;
+  private readonly deadLettersTable: string;
+  /** The batch statement around its one input, the batch document: `writeSqlHead + literal + writeSqlTail`. */
+  private readonly writeSqlHead: string;
+  private readonly writeSqlTail: string;
   private readonly loadSql: string;
-  private readonly deadLetters: Repository<WriteBackDeadLetterEntity>;
+  /** Put in front of every statement, in the same query string: see {@link localStatementTimeout}. */
+  private readonly timeoutSql: string;
+  private readonly batchDeadlineMs: number;
 
   /**
-   * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
-   *   server, so it cannot end a statement the server never received (a silent network partition): past this
-   *   deadline the connection is destroyed, the batch fails as a transient error and is retried on a new one.
+   * No session state: each statement carries its own `SET LOCAL statement_timeout` in the same round trip (one
+   * simple-protocol query string, one implicit transaction), values travel inline as dollar-quoted literals and no
+   * statement is prepared by name, so the module runs unchanged behind PgBouncer in transaction mode.
+   *
+   * @param statementTimeoutMs the server-side limit of each statement (0: none, whatever the session says). A batch
+   *   write also gets a client-side deadline from it ({@link batchDeadline}): `statement_timeout` cannot end a
+   *   statement the server never received (a silent network partition), so past that deadline the connection is
+   *   destroyed, the batch fails as a transient error and is retried on a new one.
    */
   constructor(
     readonly dataSource: DataSource,
     schema: string | undefined,
-    private readonly batchDeadlineMs = 0,
+    statementTimeoutMs = 0,
   ) {
+    this.timeoutSql = localStatementTimeout(statementTimeoutMs);
+    this.batchDeadlineMs = batchDeadline(statementTimeoutMs);
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
+    this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
     const tombstonesTable = `${prefix}"write_back_tombstones"`;
     // One round trip and one bind parameter per batch: the rows travel as one JSON array into which each value's
     // JSON text (serialized once at set) is pasted as is, so Node does no per-row escaping; Postgres parses it.
@@ -66,9 +80,12 @@ export class WriteBackStore {
     // delete); a delete removes an older row and records its tombstone. A batch never holds one key twice (that
     // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
     // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
-    this.writeSql = `
+    // The batch document comes first in the text and pg_stat_activity shows only its start: the comment says
+    // which table the statement writes to.
+    this.writeSqlHead = `/* write-back batch into ${this.entriesTable} */
       WITH rows AS (
-        SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+        SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset(`;
+    this.writeSqlTail = `::jsonb) AS r(k text, n int8, v jsonb, d boolean)
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
         SELECT rows.k, rows.value, rows.n, now() FROM rows
@@ -100,14 +117,13 @@ export class WriteBackStore {
              (SELECT count(*) FROM revived)::int AS revived
       FROM rows
       WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
-    this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
+    this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = `;
     if (!dataSource.hasMetadata(WriteBackDeadLetterEntity)) {
       throw new WriteBackConfigError(
         'dataSource',
         'its entities do not include the write-back entities; add ...WRITE_BACK_ENTITIES to its "entities" option',
       );
     }
-    this.deadLetters = dataSource.getRepository(WriteBackDeadLetterEntity);
   }
 
   /** Opens a DataSource of the module's own from `options.url`. */
@@ -125,8 +141,8 @@ export class WriteBackStore {
       synchronize: false,
       migrationsRun: false,
       poolSize: options.poolSize,
+      // No `statement_timeout` start-up parameter (PgBouncer refuses it): each statement sets its own, see the store.
       extra: {
-        statement_timeout: options.statementTimeoutMs || undefined,
         // A connection attempt into a silent network gives up as soon as a batch would.
         connectionTimeoutMillis: Math.min(10_000, batchDeadline(options.statementTimeoutMs) || 10_000),
         ...extra,
@@ -137,7 +153,8 @@ export class WriteBackStore {
 
   /**
    * Runs the module's migrations. On a DataSource the application owns, on a short-lived clone of its options
-   * (so the app's own migration list is untouched). Replicas starting together serialize on an advisory lock.
+   * (so the app's own migration list is untouched). Replicas starting together serialize on a transaction advisory
+   * lock, so this works through a transaction pooler (PgBouncer) as well as on a direct connection.
    */
   static async migrate(dataSource: DataSource, ownsDataSource: boolean): Promise<void> {
     const target = ownsDataSource
@@ -157,15 +174,24 @@ export class WriteBackStore {
     const runner = target.createQueryRunner();
     try {
       await runner.connect();
-      await runner.query(`SELECT pg_advisory_lock(hashtext('nestjs-write-back:migrations'))`);
+      // One transaction for the lock and every pending migration, the migrations table included: a transaction
+      // advisory lock and SET LOCAL end with it, so nothing depends on the session, and through PgBouncer in
+      // transaction mode the whole run stays on one server connection. Instances starting together wait here in
+      // turn; the next one then finds nothing pending. No statement timeout: a migration (or the wait for another
+      // instance's) may take long, and a leftover session setting must not cut it short.
+      await runner.startTransaction();
       try {
+        await runner.query('SET LOCAL statement_timeout = 0');
+        await runner.query(`SELECT pg_advisory_xact_lock(hashtext('nestjs-write-back:migrations'))`);
         if (schema) await runner.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-        // On the locked connection itself: a pool of one must not wait for a second connection.
         const executor = new MigrationExecutor(target, runner);
-        executor.transaction = 'each';
+        // 'all' on a runner already in a transaction: the executor neither begins nor commits, this code does.
+        executor.transaction = 'all';
         await executor.executePendingMigrations();
-      } finally {
-        await runner.query(`SELECT pg_advisory_unlock(hashtext('nestjs-write-back:migrations'))`);
+        await runner.commitTransaction();
+      } catch (error) {
+        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
       }
     } finally {
       await runner.release();
@@ -178,20 +204,30 @@ export class WriteBackStore {
    * because Postgres already holds a newer version (or a newer delete) of them.
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
-    const document = batchDocument(items);
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, [document]));
+    const sql = `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlTail}`;
+    return skippedKeys(await this.run(sql, this.batchDeadlineMs));
+  }
+
+  /**
+   * Runs a simple-protocol query string on a pooled connection and returns the rows of its last statement. With a
+   * `deadlineMs` (0: none), a query with no answer by then fails with ETIMEDOUT and its connection is discarded.
+   */
+  private async run<Row>(sql: string, deadlineMs = 0): Promise<Row[]> {
     const runner = this.dataSource.createQueryRunner();
-    const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
+    const client = (await runner.connect()) as PgClient;
     let expired: Error | undefined;
     try {
-      return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, [document]), this.batchDeadlineMs, () => {
-          expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
-            code: 'ETIMEDOUT',
-          });
-          return expired;
-        }),
-      );
+      const answer = client.query(sql);
+      const result =
+        deadlineMs === 0
+          ? await answer
+          : await withTimeout(answer, deadlineMs, () => {
+              expired = Object.assign(new Error(`batch write got no answer within ${deadlineMs} ms; connection discarded`), {
+                code: 'ETIMEDOUT',
+              });
+              return expired;
+            });
+      return (Array.isArray(result) ? result[result.length - 1] : result).rows as Row[];
     } finally {
       if (expired !== undefined) {
         // The pool must not hand this connection out again: close its socket and release it as broken.
@@ -211,7 +247,7 @@ export class WriteBackStore {
   async load(key: string): Promise<StoredRow | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
+        const rows = await this.run<{ json: string; version: string }>(`${this.timeoutSql}${this.loadSql}${dollarQuote(key)}`);
         return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
       } catch (error) {
         if (attempt >= LOAD_ATTEMPTS || !isLostConnection(error)) throw error;
@@ -221,45 +257,63 @@ export class WriteBackStore {
 
   async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
     // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
-    await this.deadLetters
-      .createQueryBuilder()
-      .insert()
-      .values({
-        key: item.key,
-        value: item.json === null ? (null as unknown as undefined) : () => `CAST(:json AS jsonb)`,
-        version: String(item.version),
-        operation: item.json === null ? 'delete' : 'upsert',
-        errorCode: failure.code ?? null,
-        errorMessage: failure.message,
-        attempts: failure.attempts,
-        firstFailedAt: failure.firstFailedAt,
-        lastFailedAt: failure.lastFailedAt,
-      })
-      .setParameter('json', item.json)
-      .execute();
+    const text = (value: string | null) => (value === null ? 'NULL' : dollarQuote(value));
+    await this.run(
+      `${this.timeoutSql}INSERT INTO ${this.deadLettersTable} ("key", "value", "version", "operation", "error_code", ` +
+        `"error_message", "attempts", "first_failed_at", "last_failed_at") VALUES (${text(item.key)}, ` +
+        `${text(item.json)}::jsonb, ${integer(item.version)}, '${item.json === null ? 'delete' : 'upsert'}', ` +
+        `${text(failure.code ?? null)}, ${text(failure.message)}, ${integer(failure.attempts)}, ` +
+        `'${failure.firstFailedAt.toISOString()}'::timestamptz, '${failure.lastFailedAt.toISOString()}'::timestamptz)`,
+    );
   }
 
   async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
-    const query = this.deadLetters.createQueryBuilder('d').orderBy('d.id', 'ASC').take(options.limit ?? 100);
-    if (options.afterId !== undefined) query.andWhere('d.id > :afterId', { afterId: options.afterId });
-    if (options.key !== undefined) query.andWhere('d.key = :key', { key: options.key });
-    return (await query.getMany()).map(toDeadLetter);
+    return this.timed(async (repository) => {
+      const query = repository.createQueryBuilder('d').orderBy('d.id', 'ASC').take(options.limit ?? 100);
+      if (options.afterId !== undefined) query.andWhere('d.id > :afterId', { afterId: options.afterId });
+      if (options.key !== undefined) query.andWhere('d.key = :key', { key: options.key });
+      return (await query.getMany()).map(toDeadLetter);
+    });
   }
 
   async getDeadLetter(id: string): Promise<WriteBackDeadLetter | undefined> {
-    const row = await this.deadLetters.findOneBy({ id });
+    const row = await this.timed((repository) => repository.findOneBy({ id }));
     return row === null ? undefined : toDeadLetter(row);
   }
 
   /** Returns false if there was no such row. */
   async deleteDeadLetter(id: string): Promise<boolean> {
-    const result = await this.deadLetters.delete({ id });
+    const result = await this.timed((repository) => repository.delete({ id }));
     return (result.affected ?? 0) > 0;
   }
 
   async countDeadLetters(): Promise<number> {
-    return this.deadLetters.count();
+    const rows = await this.run<{ count: string }>(`${this.timeoutSql}SELECT count(*) AS count FROM ${this.deadLettersTable}`);
+    return Number(rows[0].count);
   }
+
+  /**
+   * Runs TypeORM repository calls in a transaction that first sets the statement timeout locally (the operator's
+   * dead-letter calls: rare, so the extra round trips do not matter; the hot paths use {@link run}).
+   */
+  private timed<T>(work: (repository: Repository<WriteBackDeadLetterEntity>) => Promise<T>): Promise<T> {
+    return this.dataSource.transaction(async (manager) => {
+      await manager.query(this.timeoutSql);
+      return work(manager.getRepository(WriteBackDeadLetterEntity));
+    });
+  }
+}
+
+/** A safe integer as SQL text (versions and counts are never anything else). */
+function integer(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new RangeError(`expected a safe integer, got ${value}`);
+  return String(value);
+}
+
+/** The part of a `pg` Client the store uses (TypeORM's query runner hands out the driver's client). */
+interface PgClient {
+  query(sql: string): Promise<{ rows: unknown[] } | { rows: unknown[] }[]>;
+  connection?: { stream?: { destroy(error?: Error): void } };
 }
 
 function skippedKeys(rows: { skipped: string[] }[]): string[] {
