@@ -5,6 +5,7 @@ import { WriteBackHealthIndicator } from './health/write-back.health.js';
 import { WriteBackMetrics } from './metrics/write-back.metrics.js';
 import { WriteBackStore } from './store/write-back.store.js';
 import { WriteAheadLog, type WalRecord } from './wal/index.js';
+import { startReplication } from './store/replication.js';
 import { DEFAULT_WRITE_BACK_NAME, getWriteBackOptionsToken, getWriteBackServiceToken } from './write-back.constants.js';
 import { WriteBackConfigError } from './write-back.errors.js';
 import type {
@@ -103,6 +104,7 @@ async function createService(options: ResolvedWriteBackOptions, registry: Schedu
     if (options.runMigrations) await WriteBackStore.migrate(dataSource, ownsDataSource);
     const schema = ownsDataSource ? options.schema : (dataSource.options as { schema?: string }).schema;
     const store = new WriteBackStore(dataSource, schema, options.statementTimeoutMs);
+    const replication = await startReplication(options, store, dataSource);
     const { wal, recovered } = await openWal(options, name);
     const service = new WriteBackService(
       options,
@@ -112,7 +114,9 @@ async function createService(options: ResolvedWriteBackOptions, registry: Schedu
       name,
       wal,
       recovered,
+      replication,
     );
+    await service.startListening();
     logger.log(
       `Write-back "${name}" ready: durability=${options.durability}, flushIntervalMs=${options.flushIntervalMs}, ` +
         `batchSize=${options.batchSize}, flushConcurrency=${options.flushConcurrency}, autoFlush=${options.autoFlush}`,

@@ -86,21 +86,23 @@ describe.skipIf(skipReason !== undefined)(
       expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('4321s');
     });
 
-    it('a statement_timeout of 1 ms planted by another client does not reach the module statements', async () => {
+    it('a statement_timeout of 20 ms planted by another client does not reach the module statements', async () => {
       bouncer = await startPgBouncer(server(), { poolSize: 1 });
       const planter = await bouncerClient(bouncer);
       clients.push(planter);
-      const t = await start();
-      await planter.query(`SET statement_timeout = 1`);
+      const t = await start({ batchSize: 5000 });
+      // The first statement of each query string (the set_config, microseconds) still starts under the session's
+      // value; everything after it runs under the module's own.
+      await planter.query(`SET statement_timeout = 20`);
       await planter.query(`SET lock_timeout = 1`);
-      // 5,000 rows take Postgres well over 1 ms: under the planted setting the batch would fail with 57014 every time.
+      // A batch of 5,000 rows takes Postgres well over 20 ms: under the planted setting it would fail with 57014.
       for (let i = 0; i < 5000; i++) await t.service.set(`p${i}`, { i, pad: 'x'.repeat(100) });
       expect(await t.service.flush({ timeoutMs: 20_000 })).toMatchObject({ requested: 5000, committed: 5000 });
       expect(t.service.stats().flushErrors).toBe(0);
       const other = await start({ schema: t.schema });
       expect(await other.service.get('p4999')).toEqual({ i: 4999, pad: 'x'.repeat(100) });
       expect(await other.service.countDeadLetters()).toBe(0);
-      expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('1ms');
+      expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('20ms');
     });
 
     it('three instances starting at once on a busy PgBouncer migrate exactly once and all serve', async () => {
@@ -117,7 +119,7 @@ describe.skipIf(skipReason !== undefined)(
         const schema = freshSchema();
         const started = await Promise.all([start({ schema }), start({ schema }), start({ schema })]);
         const { rows } = await started[0].sql.query('SELECT name FROM write_back_migrations ORDER BY id');
-        expect(rows.map((r) => r.name)).toEqual(['CreateWriteBackTables1764130000000', 'CreateWriteBackTombstones1764140000000']);
+        expect(rows.map((r) => r.name)).toEqual(['CreateWriteBackTables1764130000000', 'CreateWriteBackTombstones1764140000000', 'CreateWriteBackClock1764150000000']);
         for (const [n, t] of started.entries()) await t.service.set(`from${n}`, { n });
         await Promise.all(started.map((t) => t.service.flush()));
         expect([...(await tableRows(started[0].sql)).keys()]).toEqual(['from0', 'from1', 'from2']);

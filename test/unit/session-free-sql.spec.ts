@@ -14,9 +14,9 @@ describe('session-free SQL helpers', () => {
     for (const text of texts) expect(lexed(dollarQuote(text)), text).toBe(text);
   });
 
-  it('localStatementTimeout: a SET LOCAL of a non-negative integer only', () => {
-    expect(localStatementTimeout(0)).toBe('SET LOCAL statement_timeout = 0;');
-    expect(localStatementTimeout(30000)).toBe('SET LOCAL statement_timeout = 30000;');
+  it('localStatementTimeout: set_config(..., true) of a non-negative integer only', () => {
+    expect(localStatementTimeout(0)).toBe(`SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true);`);
+    expect(localStatementTimeout(30000)).toContain(`set_config('statement_timeout', '30000', true)`);
     expect(() => localStatementTimeout(-1)).toThrow(RangeError);
     expect(() => localStatementTimeout(1.5)).toThrow(RangeError);
   });

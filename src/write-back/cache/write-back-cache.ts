@@ -3,7 +3,7 @@ import type { FlushItem } from './dirty-set.js';
 import type { StoredRow } from '../store/write-back.store.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { DirtySet } from './dirty-set.js';
-import { VersionClock } from './version-clock.js';
+import { HybridClock } from './hybrid-clock.js';
 
 export interface CacheCounters {
   reads: number;
@@ -12,12 +12,18 @@ export interface CacheCounters {
   loads: number;
   writes: number;
   coalesced: number;
+  /** Clean copies dropped because another instance committed a newer version (or the listener had a gap). */
+  invalidations: number;
 }
 
 interface PendingLoad {
   promise: Promise<StoredRow | undefined>;
   /** A write to the key landed while loading: the loaded row must not be cached, memory wins. */
   stale: boolean;
+  /** Another instance committed this version while loading: an older loaded row is returned but not cached. */
+  minVersion: number;
+  /** The trust epoch when the load started: a row read before a listener gap ended is not cached after it. */
+  epoch: number;
 }
 
 /**
@@ -28,8 +34,15 @@ interface PendingLoad {
 export class WriteBackCache implements FlushListener {
   readonly dirty = new DirtySet();
   readonly clean: CleanCache;
-  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0 };
-  private readonly clock: VersionClock;
+  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0 };
+  readonly clock: HybridClock;
+  /**
+   * Whether clean copies may be served and kept: false while the invalidation listener is down (a notification of
+   * another instance's commit may be missed then), so reads go to Postgres. Always true for a single instance.
+   */
+  private trusted = true;
+  /** Counts trust changes: a load that started in another epoch does not cache its row. */
+  private epoch = 0;
   private readonly loading = new Map<string, PendingLoad>();
   private roomWaiters: (() => void)[] = [];
 
@@ -38,9 +51,10 @@ export class WriteBackCache implements FlushListener {
     private readonly maxDirtyEntries: number,
     private readonly loader: (key: string) => Promise<StoredRow | undefined>,
     private readonly now: () => number = Date.now,
+    clock?: HybridClock,
   ) {
     this.clean = new CleanCache(maxEntries);
-    this.clock = new VersionClock(now);
+    this.clock = clock ?? new HybridClock(0, now);
   }
 
   /** The JSON text of `key`, from memory or loaded from Postgres; undefined if absent or pending delete. */
@@ -51,7 +65,7 @@ export class WriteBackCache implements FlushListener {
       this.counters.hits++;
       return dirty.json ?? undefined;
     }
-    const clean = this.clean.get(key);
+    const clean = this.trusted ? this.clean.get(key) : undefined;
     if (clean !== undefined) {
       this.counters.hits++;
       return clean.json;
@@ -64,10 +78,20 @@ export class WriteBackCache implements FlushListener {
     let pending = this.loading.get(key);
     if (pending === undefined) {
       this.counters.loads++;
-      const created: PendingLoad = { stale: false, promise: undefined! };
+      const created: PendingLoad = { stale: false, minVersion: 0, epoch: this.epoch, promise: undefined! };
       created.promise = this.loader(key)
         .then((row) => {
-          if (row !== undefined && !created.stale && !this.dirty.has(key)) this.clean.set(key, row);
+          if (row === undefined) return row;
+          this.clock.observe(row.version);
+          if (
+            !created.stale &&
+            this.trusted &&
+            created.epoch === this.epoch &&
+            row.version >= created.minVersion &&
+            !this.dirty.has(key)
+          ) {
+            this.clean.set(key, row);
+          }
           return row;
         })
         .finally(() => {
@@ -108,24 +132,18 @@ export class WriteBackCache implements FlushListener {
   write(key: string, json: string | null, rank: number): number {
     const now = this.now();
     const dirty = this.dirty.get(key);
-    let floor = 0;
+    let floor: number;
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
     let wasClean = false;
     if (dirty !== undefined) {
       // A dirty key has no clean copy (see applyWrite), so there is nothing to look up or drop there.
       floor = dirty.version;
-    } else if (this.clean.highestVersion <= this.clock.lastIssued) {
-      // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
-      // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
-      wasClean = this.clean.delete(key);
     } else {
-      // Some clean entry may be ahead of our clock (loaded from a replica whose clock runs ahead, or replayed).
-      const clean = this.clean.peek(key);
-      if (clean !== undefined) {
-        floor = clean.version;
-        // The dirty entry shadows the clean copy; drop it so one key is held once.
-        wasClean = this.clean.delete(key);
-      }
+      // Every clean copy's version is at most clean.highestVersion, and the clock already observed it (loads and
+      // commits are observed), so it bounds the key's version without reading the copy. The dirty entry shadows
+      // the clean copy; drop it so one key is held once.
+      floor = this.clean.highestVersion;
+      wasClean = this.clean.delete(key);
     }
     const version = this.clock.next(floor, now);
     this.counters.writes++;
@@ -139,6 +157,7 @@ export class WriteBackCache implements FlushListener {
    * version of the key. The version guard in Postgres decides against newer rows. Returns false if skipped.
    */
   requeue(key: string, json: string | null, version: number, rank: number): boolean {
+    this.clock.observe(version);
     const known = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
     if (known >= version) return false;
     this.applyWrite(key, json, version, rank);
@@ -161,22 +180,61 @@ export class WriteBackCache implements FlushListener {
   }
 
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
+    this.clock.observe(item.version);
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
       // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself
       // the clean entry (no copy per committed row).
-      if (item.json !== null && !superseded) this.clean.add(item.key, item as CleanEntry);
+      if (item.json !== null && !superseded && this.trusted) this.clean.add(item.key, item as CleanEntry);
       else this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
   }
 
   onDeadLettered(item: FlushItem, clean: boolean): void {
+    this.clock.observe(item.version);
     // Memory falls back to what Postgres holds, so reads agree with the table.
     if (clean) {
       this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
+  }
+
+  /**
+   * Another instance committed `version` of `key` (an upsert or a delete): lifts the clock past it, drops an older
+   * clean copy, and keeps a load in flight from caching an older row. A dirty entry is left to the flusher: the
+   * version guard skips it if it is older, and it is then dropped as superseded.
+   */
+  invalidate(key: string, version: number): void {
+    this.clock.observe(version);
+    const clean = this.clean.peek(key);
+    if (clean !== undefined && clean.version < version) {
+      this.clean.delete(key);
+      this.counters.invalidations++;
+    }
+    if (this.loading.size === 0) return;
+    const loading = this.loading.get(key);
+    if (loading !== undefined && loading.minVersion < version) loading.minVersion = version;
+  }
+
+  /** Drops every clean copy (a notification too large to name its keys). */
+  invalidateAll(): void {
+    this.counters.invalidations += this.clean.size;
+    this.clean.clear();
+    this.epoch++;
+  }
+
+  /**
+   * Whether clean copies can be trusted (the invalidation listener is up). Either way every clean copy is dropped:
+   * going down, notifications may be missed from now on; coming back, some may have been missed meanwhile.
+   */
+  setTrusted(trusted: boolean): void {
+    this.invalidateAll();
+    this.trusted = trusted;
+  }
+
+  get isTrusted(): boolean {
+    return this.trusted;
   }
 
   private wakeRoomWaiters(): void {

@@ -5,15 +5,18 @@
  */
 
 /**
- * `SET LOCAL statement_timeout = <ms>;`, to put in front of a statement sent in the same simple-protocol query
+ * `statement_timeout` (and `lock_timeout` = 0) set locally, to put in front of a statement sent in the same simple-protocol query
  * string. A multi-statement query string runs as one implicit transaction, so the setting ends with it and never
  * outlives the statement; Postgres (13+) times each statement of the string separately, so the statement after it
  * runs under exactly this timeout whatever the session (a start-up parameter, a leftover `SET` of another client
- * of the same pooler, a role default) says. `0` turns the timeout off for the statement, explicitly.
+ * of the same pooler, a role default) says. `0` turns the timeout off for the statement, explicitly. Only this
+ * set_config itself (microseconds) starts under the session's values.
  */
 export function localStatementTimeout(ms: number): string {
   if (!Number.isInteger(ms) || ms < 0) throw new RangeError(`statement timeout must be a non-negative integer, got ${ms}`);
-  return `SET LOCAL statement_timeout = ${ms};`;
+  // lock_timeout too: a leftover one would fail statements the statement timeout allows (a commit with NOTIFY
+  // waits for the database's notify queue lock while other instances commit theirs).
+  return `SELECT set_config('statement_timeout', '${ms}', true), set_config('lock_timeout', '0', true);`;
 }
 
 /**

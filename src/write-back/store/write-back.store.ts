@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { DataSource, MigrationExecutor, type Repository } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
@@ -44,9 +45,26 @@ export interface StoredRow {
 export class WriteBackStore {
   private readonly entriesTable: string;
   private readonly deadLettersTable: string;
-  /** The batch statement around its one input, the batch document: `writeSqlHead + literal + writeSqlTail`. */
+  /**
+   * The batch statement around its one input, the batch document: `writeSqlHead + literal + writeSqlBody`, then
+   * the clock and notify parts ({@link replicationSql}) and `writeSqlResult`.
+   */
   private readonly writeSqlHead: string;
-  private readonly writeSqlTail: string;
+  private readonly writeSqlBody: string;
+  private readonly writeSqlResult: string;
+  private readonly clockTable: string;
+  private readonly tombstonesTable: string;
+  private readonly sequenceName: string;
+  /** The NOTIFY channel of these tables (every instance on them LISTENs to it). */
+  readonly channel: string;
+  /** Set by {@link startClock}: what the batch statement records and announces. */
+  private replication: { slotBase: number; origin: string; notify: boolean } | undefined;
+  private batchCounter = 0;
+  /**
+   * Told the highest version Postgres held for keys the version guard skipped in a batch (the hybrid clock
+   * observes it).
+   */
+  onObserved: ((version: number) => void) | undefined;
   private readonly loadSql: string;
   /** Put in front of every statement, in the same query string: see {@link localStatementTimeout}. */
   private readonly timeoutSql: string;
@@ -73,6 +91,10 @@ export class WriteBackStore {
     this.entriesTable = `${prefix}"write_back_entries"`;
     this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
     const tombstonesTable = `${prefix}"write_back_tombstones"`;
+    this.clockTable = `${prefix}"write_back_clock"`;
+    this.tombstonesTable = tombstonesTable;
+    this.sequenceName = `${prefix}"write_back_instance_ids"`;
+    this.channel = notifyChannel(schema);
     // One round trip and one bind parameter per batch: the rows travel as one JSON array into which each value's
     // JSON text (serialized once at set) is pasted as is, so Node does no per-row escaping; Postgres parses it.
     // Every write is guarded by version so the table never goes backwards and replays are idempotent: an upsert
@@ -85,7 +107,7 @@ export class WriteBackStore {
     this.writeSqlHead = `/* write-back batch into ${this.entriesTable} */
       WITH rows AS (
         SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset(`;
-    this.writeSqlTail = `::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+    this.writeSqlBody = `::jsonb) AS r(k text, n int8, v jsonb, d boolean)
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
         SELECT rows.k, rows.value, rows.n, now() FROM rows
@@ -94,11 +116,19 @@ export class WriteBackStore {
         ON CONFLICT ("key") DO UPDATE
           SET "value" = excluded."value", "version" = excluded."version", "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
-        RETURNING e."key"
+        RETURNING e."key", e."version"
       ), deleted AS (
         DELETE FROM ${this.entriesTable} AS e
         USING rows
         WHERE rows.d AND e."key" = rows.k AND e."version" < rows.n
+        RETURNING 1
+      ), claimed AS (
+        -- A delete also inserts a placeholder row of its key (removed again by the fix-up statement before commit,
+        -- so nobody ever sees it): an upsert of the key by another instance that is in progress makes this wait for
+        -- its commit, and one that starts later waits for ours. Upsert and delete of one key thus never overlap.
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
+        SELECT rows.k, 'null'::jsonb, rows.n, now() FROM rows WHERE rows.d
+        ON CONFLICT ("key") DO NOTHING
         RETURNING 1
       ), tombstoned AS (
         INSERT INTO ${tombstonesTable} AS t ("key", "version", "deleted_at")
@@ -106,15 +136,22 @@ export class WriteBackStore {
         WHERE rows.d AND NOT EXISTS (SELECT 1 FROM ${this.entriesTable} e WHERE e."key" = rows.k AND e."version" > rows.n)
         ON CONFLICT ("key") DO UPDATE SET "version" = excluded."version", "deleted_at" = excluded."deleted_at"
           WHERE t."version" < excluded."version"
-        RETURNING t."key"
+        RETURNING t."key", t."version"
       ), revived AS (
         DELETE FROM ${tombstonesTable} AS t
         USING upserted
         WHERE t."key" = upserted."key"
         RETURNING 1
-      )
+      )`;
+    // Skipped keys, and the highest version Postgres holds for them (read in the statement's snapshot: what the
+    // guard compared against), which the instance's clock then observes.
+    this.writeSqlResult = `
       SELECT coalesce(array_agg(rows.k), '{}') AS skipped, (SELECT count(*) FROM deleted)::int AS deleted,
-             (SELECT count(*) FROM revived)::int AS revived
+             (SELECT count(*) FROM revived)::int AS revived,
+             -- A CTE that only SELECTs runs only when read: this runs the notifications.
+             (SELECT count(*) FROM notified)::int AS notified,
+             max(greatest((SELECT e."version" FROM ${this.entriesTable} e WHERE e."key" = rows.k),
+                          (SELECT t."version" FROM ${tombstonesTable} t WHERE t."key" = rows.k)))::text AS high
       FROM rows
       WHERE rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
     this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = `;
@@ -204,15 +241,96 @@ export class WriteBackStore {
    * because Postgres already holds a newer version (or a newer delete) of them.
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
-    const sql = `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlTail}`;
-    return skippedKeys(await this.run(sql, this.batchDeadlineMs));
+    const sql =
+      `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlBody}` +
+      `${this.replicationSql()}${this.writeSqlResult};${this.fixUpSql(items)}`;
+    // Statements: the timeout, the batch, the fix-up (if any): the batch's result is the second.
+    const rows = await this.run<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs, 1);
+    const high = rows[0]?.high;
+    if (high != null) this.onObserved?.(Number(high));
+    return skippedKeys(rows);
+  }
+
+  /**
+   * The CTEs that record the batch's highest version in this instance's slots of `write_back_clock` (read at the
+   * next start of any instance) and, unless `singleInstance`, announce every committed change with NOTIFY. NOTIFY
+   * is transactional: listeners hear it exactly when the batch commits. Payload: `<origin> <ms> [key,version,...]`
+   * (origin: the sending instance, so it skips its own cheaply; ms: the sender's wall clock at notify, for the
+   * lag). Keys are grouped into several notifications so each stays under Postgres's 8000-byte payload limit; a
+   * key too long to fit is announced as `*` (drop every clean copy).
+   */
+  private replicationSql(): string {
+    const replication = this.replication;
+    if (replication === undefined) return NO_NOTIFY;
+    // A few slots per instance, used in turn: parallel flush connections of one instance do not wait on one row.
+    const slot = replication.slotBase + (this.batchCounter++ % CLOCK_SLOTS_PER_INSTANCE);
+    let sql = `, clocked AS (
+        INSERT INTO ${this.clockTable} AS c ("slot", "version")
+        SELECT ${slot}, max(rows.n) FROM rows HAVING count(*) > 0
+        ON CONFLICT ("slot") DO UPDATE SET "version" = excluded."version" WHERE c."version" < excluded."version"
+        RETURNING 1
+      )`;
+    if (!replication.notify) return sql + NO_NOTIFY;
+    {
+      sql += `, notified AS (
+        SELECT pg_notify('${this.channel}', '${replication.origin} ' ||
+          (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' ||
+          CASE WHEN max(c.len) > ${NOTIFY_CHUNK_BYTES} THEN '*' ELSE '[' || string_agg(c.kj || ',' || c.n, ',') || ']' END)
+        FROM (
+          SELECT x.kj, x.n, x.len, sum(x.len) OVER (ORDER BY x.kj ROWS UNBOUNDED PRECEDING) / ${NOTIFY_CHUNK_BYTES} AS chunk
+          FROM (
+            SELECT to_json(ch.k)::text AS kj, ch.n, octet_length(to_json(ch.k)::text) + 21 AS len
+            FROM (SELECT "key" AS k, "version" AS n FROM upserted UNION ALL SELECT "key", "version" FROM tombstoned) ch
+          ) x
+        ) c
+        GROUP BY c.chunk
+      )`;
+    }
+    return sql;
+  }
+
+  /**
+   * Upsert against delete across instances. The batch statement reads tombstones in its snapshot, so an upsert
+   * could not see a delete of its key committed by another instance while it waited for that delete's placeholder
+   * row (see `claimed`), and a delete could not see an upsert committed while it waited: either may then have
+   * left a row at or below the key's tombstone. This second statement of the same transaction takes a new snapshot
+   * (read committed), which sees whichever of the two committed first, and removes such rows, the placeholders
+   * included: whatever the interleaving, the higher version wins. Only with other instances (not `singleInstance`:
+   * one instance never flushes one key on two connections at once).
+   */
+  private fixUpSql(items: readonly FlushItem[]): string {
+    if (this.replication === undefined || !this.replication.notify) return '';
+    let keys = '[';
+    for (let i = 0; i < items.length; i++) keys += (i > 0 ? ',' : '') + JSON.stringify(items[i].key);
+    keys += ']';
+    return `
+      DELETE FROM ${this.entriesTable} AS e USING ${this.tombstonesTable} AS t
+      WHERE t."key" IN (SELECT jsonb_array_elements_text(${dollarQuote(keys)}::jsonb))
+        AND e."key" = t."key" AND e."version" <= t."version"`;
+  }
+
+  /**
+   * Takes this instance's place in the hybrid clock: its id (`instanceId`, else the next of the cycling sequence
+   * `write_back_instance_ids`) and the highest version any instance committed (from `write_back_clock`: a few rows
+   * per instance, no scan of the entries). From here on every batch records its highest version there and, unless
+   * `notify` is false, announces its changes.
+   */
+  async startClock(instanceId: number | undefined, notify: boolean): Promise<{ instanceId: number; highWater: number; origin: string }> {
+    const rows = await this.run<{ id: number; high: string | null }>(
+      `${this.timeoutSql}SELECT ${instanceId === undefined ? `nextval('${this.sequenceName}')::int` : integer(instanceId)} AS id, ` +
+        `(SELECT max("version") FROM ${this.clockTable})::text AS high`,
+    );
+    const id = Number(rows[0].id);
+    const origin = randomBytes(4).toString('hex');
+    this.replication = { slotBase: id * CLOCK_SLOTS_PER_INSTANCE, origin, notify };
+    return { instanceId: id, highWater: rows[0].high === null ? 0 : Number(rows[0].high), origin };
   }
 
   /**
    * Runs a simple-protocol query string on a pooled connection and returns the rows of its last statement. With a
    * `deadlineMs` (0: none), a query with no answer by then fails with ETIMEDOUT and its connection is discarded.
    */
-  private async run<Row>(sql: string, deadlineMs = 0): Promise<Row[]> {
+  private async run<Row>(sql: string, deadlineMs = 0, statement = -1): Promise<Row[]> {
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as PgClient;
     let expired: Error | undefined;
@@ -227,7 +345,7 @@ export class WriteBackStore {
               });
               return expired;
             });
-      return (Array.isArray(result) ? result[result.length - 1] : result).rows as Row[];
+      return (Array.isArray(result) ? result.at(statement)! : result).rows as Row[];
     } finally {
       if (expired !== undefined) {
         // The pool must not hand this connection out again: close its socket and release it as broken.
@@ -353,6 +471,25 @@ function toDeadLetter(row: WriteBackDeadLetterEntity): WriteBackDeadLetter {
     firstFailedAt: row.firstFailedAt,
     lastFailedAt: row.lastFailedAt,
   };
+}
+
+/** The `notified` CTE when nothing is announced. */
+const NO_NOTIFY = `, notified AS (SELECT 1 WHERE false)`;
+
+/** Rows of `write_back_clock` per instance id (see {@link WriteBackStore.replicationSql}). */
+const CLOCK_SLOTS_PER_INSTANCE = 8;
+
+/**
+ * A notification's keys add up to at most about this many bytes (plus one key), and a single key's entry is at most
+ * this long, so a payload stays under Postgres's limit of 8000 bytes.
+ */
+const NOTIFY_CHUNK_BYTES = 3900;
+
+/** `write_back:<schema>` (one channel per set of tables), hashed when longer than an identifier may be. */
+export function notifyChannel(schema: string | undefined): string {
+  const channel = schema ? `write_back:${schema}` : 'write_back';
+  if (channel.length <= 63) return channel;
+  return `write_back:${createHash('sha1').update(schema!).digest('hex').slice(0, 40)}`;
 }
 
 /** Attempts of a `load` whose connection was lost (see `load`). */
