@@ -185,6 +185,9 @@ export class StatsResponse implements WriteBackStats {
   @ApiProperty({ type: 'integer', description: 'Clean copies dropped for newer commits of other instances.' })
   invalidations!: number;
 
+  @ApiProperty({ type: 'integer', description: 'Pending writes dropped for a newer commit of another instance.' })
+  superseded!: number;
+
   @ApiProperty({ type: 'integer' })
   notifications!: number;
 

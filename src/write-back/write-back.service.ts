@@ -75,6 +75,8 @@ export interface WriteBackStats {
   listener: ListenerState;
   /** Clean copies dropped because another instance committed a newer version (or the listener reconnected). */
   invalidations: number;
+  /** Pending writes dropped because another instance committed a newer version of their key before their flush. */
+  superseded: number;
   /** Notifications of other instances' commits received, and the changes they named. */
   notifications: number;
   invalidatedChanges: number;
@@ -127,6 +129,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       });
     }
     const cache = this.cache;
+    if (wal) cache.onSuperseded = (item) => wal.settle(item.key, item.version);
     // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
     const listener: FlushListener = wal
       ? {
@@ -263,6 +266,7 @@ export class WriteBackService implements BeforeApplicationShutdown, OnApplicatio
       instanceId: this.cache.clock.instanceId,
       listener: listener?.state ?? 'off',
       invalidations: cache.invalidations,
+      superseded: cache.superseded,
       notifications: listener?.notifications ?? 0,
       invalidatedChanges: listener?.changes ?? 0,
       listenerDisconnects: listener?.disconnects ?? 0,

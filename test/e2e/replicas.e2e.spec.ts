@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WriteBackService } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, freshSchema, isPglite, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, connectSql, freshSchema, isPglite, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
 
 /** The hybrid clock of an instance, to run it ahead of the others (as a replica with a skewed clock would). */
 function skewClock(service: WriteBackService, aheadMs: number): void {
@@ -93,6 +93,8 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
   it('writes of each client through random replicas: Postgres and every replica end with the last acknowledged value', async () => {
     const instances = await replicas(3, { autoFlush: true, flushIntervalMs: 50 });
     const last = new Map<string, unknown>();
+    /** Per key: instance, operation and version of each write, for the failure message. */
+    const history = new Map<string, string[]>();
     let seed = 42;
     const random = (n: number) => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -108,14 +110,18 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
       for (let client = 0; client < 3; client++) {
         for (let k = 0; k < 100; k++) {
           const key = `c${client}:${k}`;
-          const t = instances[random(3)];
-          if (random(10) === 0) {
+          const which = random(3);
+          const t = instances[which];
+          const remove = random(10) === 0;
+          if (remove) {
             await t.service.delete(key);
             last.set(key, undefined);
           } else {
             await t.service.set(key, { round, client });
             last.set(key, { round, client });
           }
+          const version = (t.service as unknown as { cache: { dirty: { get(k: string): { version: number } | undefined } } }).cache.dirty.get(key)?.version;
+          history.set(key, [...(history.get(key) ?? []), `r${round}@${which}:${remove ? 'del' : 'set'}:${version}`]);
           // Reads through random replicas meanwhile fill their clean caches.
           await instances[random(3)].service.get(`c${random(3)}:${random(100)}`);
         }
@@ -123,7 +129,12 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
     }
     await Promise.all(instances.map((t) => t.service.flush()));
     const rows = await tableRows(instances[0].sql);
-    for (const [key, value] of last) expect(rows.get(key)?.value, key).toEqual(value);
+    for (const [key, value] of last) {
+      if (JSON.stringify(rows.get(key)?.value) === JSON.stringify(value)) continue;
+      const { rows: tombstone } = await instances[0].sql.query('SELECT version::text FROM write_back_tombstones WHERE key = $1', [key]);
+      const state = `row version ${rows.get(key)?.version}, tombstone ${tombstone[0]?.version}, writes ${history.get(key)!.join(' ')}`;
+      expect(rows.get(key)?.value, `${key}: ${state}`).toEqual(value);
+    }
     await untilAllRead(instances, last);
   });
 
@@ -143,6 +154,50 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
     expect(rows.get('read-then-write')?.value).toEqual({ from: 'a' });
     expect(rows.get('blind')?.value).toEqual({ from: 'a' });
     await untilAllRead([a, b], new Map([['blind', { from: 'a' }], ['read-then-write', { from: 'a' }]]));
+  });
+
+  it('an upsert that waited for a newer delete of its key committed elsewhere loses to it (revived only older tombstones)', async () => {
+    const [b] = await replicas(1);
+    const { sql } = b;
+    // An old tombstone; another "instance" raises it to a version above B's write and holds the row lock.
+    await sql.query(`INSERT INTO write_back_tombstones (key, version, deleted_at) VALUES ('k', 1, now())`);
+    const other = await connectSql(b.schema);
+    try {
+      await other.query('BEGIN');
+      const newer = (Date.now() + 60_000) * 1000;
+      await other.query(`UPDATE write_back_tombstones SET version = $1 WHERE key = 'k'`, [newer]);
+      await b.service.set('k', { from: 'b' });
+      const flushing = b.service.flush();
+      await until(
+        async () =>
+          (await sql.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`, [`"${b.schema}"`]))
+            .rowCount! > 0,
+        10_000,
+        'the flush to wait for the tombstone row',
+      );
+      await other.query('COMMIT');
+      await flushing;
+      expect((await tableRows(sql)).has('k')).toBe(false);
+      expect((await sql.query(`SELECT version::text FROM write_back_tombstones WHERE key = 'k'`)).rows[0]?.version).toBe(String(newer));
+    } finally {
+      await other.end();
+    }
+  });
+
+  it('a pending write older than another instance\'s commit is dropped as superseded; reads get the committed value', async () => {
+    const [a, b] = await replicas(2, { durability: 'none' });
+    await b.service.set('k', { from: 'b' });
+    await b.service.set('other', { from: 'b' });
+    skewClock(a.service, 1000);
+    await a.service.set('k', { from: 'a' });
+    await a.service.flush();
+    await until(() => b.service.stats().superseded === 1, 5000, 'B to drop its older pending write');
+    expect(b.service.stats().dirty).toBe(1);
+    expect(await b.service.get('k')).toEqual({ from: 'a' });
+    expect(await b.service.flush()).toMatchObject({ requested: 1, committed: 1 });
+    const rows = await tableRows(a.sql);
+    expect(rows.get('k')?.value).toEqual({ from: 'a' });
+    expect(rows.get('other')?.value).toEqual({ from: 'b' });
   });
 
   it('an instance started after the others starts its clock above every committed version', async () => {

@@ -14,6 +14,8 @@ export interface CacheCounters {
   coalesced: number;
   /** Clean copies dropped because another instance committed a newer version (or the listener had a gap). */
   invalidations: number;
+  /** Pending writes dropped because another instance committed a newer version of their key. */
+  superseded: number;
 }
 
 interface PendingLoad {
@@ -34,7 +36,9 @@ interface PendingLoad {
 export class WriteBackCache implements FlushListener {
   readonly dirty = new DirtySet();
   readonly clean: CleanCache;
-  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0 };
+  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0, superseded: 0 };
+  /** Told about a pending write dropped by {@link invalidate} (the WAL may forget its record). */
+  onSuperseded: ((item: FlushItem) => void) | undefined;
   readonly clock: HybridClock;
   /**
    * Whether clean copies may be served and kept: false while the invalidation listener is down (a notification of
@@ -202,11 +206,21 @@ export class WriteBackCache implements FlushListener {
 
   /**
    * Another instance committed `version` of `key` (an upsert or a delete): lifts the clock past it, drops an older
-   * clean copy, and keeps a load in flight from caching an older row. A dirty entry is left to the flusher: the
-   * version guard skips it if it is older, and it is then dropped as superseded.
+   * clean copy, keeps a load in flight from caching an older row, and drops an older pending write that is waiting
+   * in the queue (the version guard would skip it; reads get the committed row at once instead). One in flight is
+   * left to the flusher, which owns it: the guard skips it and it is then dropped the same way.
    */
   invalidate(key: string, version: number): void {
     this.clock.observe(version);
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined && !dirty.inFlight && dirty.version < version) {
+      // Taken and completed in the same synchronous step: it is never in flight for the flusher to see.
+      const item = this.dirty.takeKey(key)!;
+      this.dirty.complete(item);
+      this.counters.superseded++;
+      this.onSuperseded?.(item);
+      this.wakeRoomWaiters();
+    }
     const clean = this.clean.peek(key);
     if (clean !== undefined && clean.version < version) {
       this.clean.delete(key);

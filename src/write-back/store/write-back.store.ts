@@ -138,9 +138,11 @@ export class WriteBackStore {
           WHERE t."version" < excluded."version"
         RETURNING t."key", t."version"
       ), revived AS (
+        -- Only an older tombstone: one that another instance raised meanwhile (this DELETE waits for it and rechecks
+        -- the row) must stay, for the fix-up statement to remove this upsert's row.
         DELETE FROM ${tombstonesTable} AS t
         USING upserted
-        WHERE t."key" = upserted."key"
+        WHERE t."key" = upserted."key" AND t."version" < upserted."version"
         RETURNING 1
       )`;
     // Skipped keys, and the highest version Postgres holds for them (read in the statement's snapshot: what the
