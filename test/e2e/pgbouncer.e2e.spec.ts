@@ -86,23 +86,23 @@ describe.skipIf(skipReason !== undefined)(
       expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('4321s');
     });
 
-    it('a statement_timeout of 20 ms planted by another client does not reach the module statements', async () => {
+    it('a statement_timeout of 150 ms planted by another client does not reach the module statements', async () => {
       bouncer = await startPgBouncer(server(), { poolSize: 1 });
       const planter = await bouncerClient(bouncer);
       clients.push(planter);
-      const t = await start({ batchSize: 5000 });
+      const t = await start({ batchSize: 20_000, maxDirtyEntries: 20_000 });
       // The first statement of each query string (the set_config, microseconds) still starts under the session's
       // value; everything after it runs under the module's own.
-      await planter.query(`SET statement_timeout = 20`);
+      await planter.query(`SET statement_timeout = 150`);
       await planter.query(`SET lock_timeout = 1`);
-      // A batch of 5,000 rows takes Postgres well over 20 ms: under the planted setting it would fail with 57014.
-      for (let i = 0; i < 5000; i++) await t.service.set(`p${i}`, { i, pad: 'x'.repeat(100) });
-      expect(await t.service.flush({ timeoutMs: 20_000 })).toMatchObject({ requested: 5000, committed: 5000 });
+      // A batch of 20,000 rows takes Postgres well over 150 ms: under the planted setting it would fail with 57014.
+      for (let i = 0; i < 20_000; i++) await t.service.set(`p${i}`, { i, pad: 'x'.repeat(100) });
+      expect(await t.service.flush({ timeoutMs: 20_000 })).toMatchObject({ requested: 20_000, committed: 20_000 });
       expect(t.service.stats().flushErrors).toBe(0);
       const other = await start({ schema: t.schema });
-      expect(await other.service.get('p4999')).toEqual({ i: 4999, pad: 'x'.repeat(100) });
+      expect(await other.service.get('p19999')).toEqual({ i: 19_999, pad: 'x'.repeat(100) });
       expect(await other.service.countDeadLetters()).toBe(0);
-      expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('20ms');
+      expect((await planter.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('150ms');
     });
 
     it('three instances starting at once on a busy PgBouncer migrate exactly once and all serve', async () => {

@@ -48,6 +48,11 @@ export class WriteBackCache implements FlushListener {
   /** Counts trust changes: a load that started in another epoch does not cache its row. */
   private epoch = 0;
   private readonly loading = new Map<string, PendingLoad>();
+  /**
+   * Keys being flushed now for which another instance announced a newer version meanwhile: the commit of ours
+   * (its answer may arrive after the notification) must not leave our older value as a clean copy.
+   */
+  private readonly announcedInFlight = new Map<string, number>();
   private roomWaiters: (() => void)[] = [];
 
   constructor(
@@ -185,6 +190,7 @@ export class WriteBackCache implements FlushListener {
 
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
     this.clock.observe(item.version);
+    if (this.announcedInFlight.size > 0 && this.settleAnnounced(item, clean)) superseded = true;
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
       // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself
@@ -197,6 +203,7 @@ export class WriteBackCache implements FlushListener {
 
   onDeadLettered(item: FlushItem, clean: boolean): void {
     this.clock.observe(item.version);
+    if (this.announcedInFlight.size > 0) this.settleAnnounced(item, clean);
     // Memory falls back to what Postgres holds, so reads agree with the table.
     if (clean) {
       this.clean.delete(item.key);
@@ -213,7 +220,9 @@ export class WriteBackCache implements FlushListener {
   invalidate(key: string, version: number): void {
     this.clock.observe(version);
     const dirty = this.dirty.get(key);
-    if (dirty !== undefined && !dirty.inFlight && dirty.version < version) {
+    if (dirty !== undefined && dirty.inFlight && dirty.version < version) {
+      if ((this.announcedInFlight.get(key) ?? 0) < version) this.announcedInFlight.set(key, version);
+    } else if (dirty !== undefined && dirty.version < version) {
       // Taken and completed in the same synchronous step: it is never in flight for the flusher to see.
       const item = this.dirty.takeKey(key)!;
       this.dirty.complete(item);
@@ -229,6 +238,19 @@ export class WriteBackCache implements FlushListener {
     if (this.loading.size === 0) return;
     const loading = this.loading.get(key);
     if (loading !== undefined && loading.minVersion < version) loading.minVersion = version;
+  }
+
+  /**
+   * The flush of `item` ended: whether another instance announced a newer version of its key while it was in flight
+   * (then ours is not kept as a clean copy, and a write queued since, if also older, is dropped as superseded).
+   */
+  private settleAnnounced(item: FlushItem, clean: boolean): boolean {
+    const announced = this.announcedInFlight.get(item.key);
+    if (announced === undefined) return false;
+    this.announcedInFlight.delete(item.key);
+    if (announced <= item.version) return false;
+    if (!clean) queueMicrotask(() => this.invalidate(item.key, announced));
+    return true;
   }
 
   /** Drops every clean copy (a notification too large to name its keys). */

@@ -245,7 +245,7 @@ export class WriteBackStore {
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
     const sql =
       `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlBody}` +
-      `${this.replicationSql()}${this.writeSqlResult};${this.fixUpSql(items)}`;
+      `${this.replicationSql(items)}${this.writeSqlResult};${this.fixUpSql(items)}`;
     // Statements: the timeout, the batch, the fix-up (if any): the batch's result is the second.
     const rows = await this.run<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs, 1);
     const high = rows[0]?.high;
@@ -255,13 +255,13 @@ export class WriteBackStore {
 
   /**
    * The CTEs that record the batch's highest version in this instance's slots of `write_back_clock` (read at the
-   * next start of any instance) and, unless `singleInstance`, announce every committed change with NOTIFY. NOTIFY
-   * is transactional: listeners hear it exactly when the batch commits. Payload: `<origin> <ms> [key,version,...]`
-   * (origin: the sending instance, so it skips its own cheaply; ms: the sender's wall clock at notify, for the
-   * lag). Keys are grouped into several notifications so each stays under Postgres's 8000-byte payload limit; a
-   * key too long to fit is announced as `*` (drop every clean copy).
+   * next start of any instance) and, unless `singleInstance`, announce every key and version of the batch with
+   * NOTIFY. NOTIFY is transactional: listeners hear it exactly when the batch commits. Payload:
+   * `<origin> <ms> [key,version,...]` (origin: the sending instance, so it skips its own cheaply; ms: Postgres's
+   * clock at notify, for the lag). Keys are grouped into several notifications so each stays under Postgres's
+   * 8000-byte payload limit; a key too long to fit is announced as `*` (drop every clean copy).
    */
-  private replicationSql(): string {
+  private replicationSql(items: readonly FlushItem[]): string {
     const replication = this.replication;
     if (replication === undefined) return NO_NOTIFY;
     // A few slots per instance, used in turn: parallel flush connections of one instance do not wait on one row.
@@ -273,22 +273,16 @@ export class WriteBackStore {
         RETURNING 1
       )`;
     if (!replication.notify) return sql + NO_NOTIFY;
-    {
-      sql += `, notified AS (
+    // The payloads are built here, from the batch: Postgres only stamps them (its clock, for the lag) and sends
+    // them. They name every key of the batch, the ones the guard skipped too: a listener drops only copies older
+    // than the announced version, which are older than the newer row that made the guard skip as well.
+    const payloads = notifyPayloads(items, replication.origin.length + 16);
+    const values = payloads.map((payload) => `(${dollarQuote(payload)})`).join(', ');
+    return `${sql}, notified AS (
         SELECT pg_notify('${this.channel}', '${replication.origin} ' ||
-          (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' ||
-          CASE WHEN max(c.len) > ${NOTIFY_CHUNK_BYTES} THEN '*' ELSE '[' || string_agg(c.kj || ',' || c.n, ',') || ']' END)
-        FROM (
-          SELECT x.kj, x.n, x.len, sum(x.len) OVER (ORDER BY x.kj ROWS UNBOUNDED PRECEDING) / ${NOTIFY_CHUNK_BYTES} AS chunk
-          FROM (
-            SELECT to_json(ch.k)::text AS kj, ch.n, octet_length(to_json(ch.k)::text) + 21 AS len
-            FROM (SELECT "key" AS k, "version" AS n FROM upserted UNION ALL SELECT "key", "version" FROM tombstoned) ch
-          ) x
-        ) c
-        GROUP BY c.chunk
+          (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' || p.payload)
+        FROM (VALUES ${values}) AS p(payload)
       )`;
-    }
-    return sql;
   }
 
   /**
@@ -481,11 +475,39 @@ const NO_NOTIFY = `, notified AS (SELECT 1 WHERE false)`;
 /** Rows of `write_back_clock` per instance id (see {@link WriteBackStore.replicationSql}). */
 const CLOCK_SLOTS_PER_INSTANCE = 8;
 
+/** Most bytes of one notification payload: Postgres's limit is 8000 (less than that, to be safe). */
+const NOTIFY_PAYLOAD_BYTES = 7900;
+
 /**
- * A notification's keys add up to at most about this many bytes (plus one key), and a single key's entry is at most
- * this long, so a payload stays under Postgres's limit of 8000 bytes.
+ * The notification bodies of a batch: `["key",version,...]` groups that, behind a header of `headerBytes`, stay
+ * within NOTIFY_PAYLOAD_BYTES (Postgres's limit is 8000), and `*` if a key is too long to be named in one (listeners
+ * then drop every clean copy).
  */
-const NOTIFY_CHUNK_BYTES = 3900;
+export function notifyPayloads(items: readonly FlushItem[], headerBytes: number): string[] {
+  const limit = NOTIFY_PAYLOAD_BYTES - headerBytes - 2;
+  const payloads: string[] = [];
+  let body = '';
+  let bytes = 0;
+  let tooLong = false;
+  for (const item of items) {
+    const entry = `${JSON.stringify(item.key)},${item.version}`;
+    const entryBytes = Buffer.byteLength(entry);
+    if (entryBytes > limit) {
+      tooLong = true;
+      continue;
+    }
+    if (bytes > 0 && bytes + 1 + entryBytes > limit) {
+      payloads.push(`[${body}]`);
+      body = '';
+      bytes = 0;
+    }
+    body = bytes === 0 ? entry : `${body},${entry}`;
+    bytes += (bytes === 0 ? 0 : 1) + entryBytes;
+  }
+  if (bytes > 0) payloads.push(`[${body}]`);
+  if (tooLong) payloads.push('*');
+  return payloads;
+}
 
 /** `write_back:<schema>` (one channel per set of tables), hashed when longer than an identifier may be. */
 export function notifyChannel(schema: string | undefined): string {
