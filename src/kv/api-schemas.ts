@@ -54,6 +54,14 @@ export class FlushReportResponse implements FlushReport {
   durationMs!: number;
 }
 
+export class NotifyLag {
+  @ApiProperty({ type: 'number' })
+  last!: number;
+
+  @ApiProperty({ type: 'number' })
+  p99!: number;
+}
+
 export class QueuedByPriority implements Record<WriteBackPriority, number> {
   @ApiProperty({ type: 'integer' })
   high!: number;
@@ -184,6 +192,33 @@ export class StatsResponse implements WriteBackStats {
 
   @ApiProperty({ type: 'integer' })
   walSyncs!: number;
+
+  @ApiProperty({ type: 'integer', description: 'The id (0-255) in the low bits of this instance\'s versions.' })
+  instanceId!: number;
+
+  @ApiProperty({
+    enum: ['off', 'connecting', 'listening', 'down'],
+    description: 'The invalidation listener; while not listening, reads bypass the clean cache.',
+  })
+  listener!: 'off' | 'connecting' | 'listening' | 'down';
+
+  @ApiProperty({ type: 'integer', description: 'Clean copies dropped for newer commits of other instances.' })
+  invalidations!: number;
+
+  @ApiProperty({ type: 'integer', description: 'Pending writes dropped for a newer commit of another instance.' })
+  superseded!: number;
+
+  @ApiProperty({ type: 'integer' })
+  notifications!: number;
+
+  @ApiProperty({ type: 'integer' })
+  invalidatedChanges!: number;
+
+  @ApiProperty({ type: 'integer' })
+  listenerDisconnects!: number;
+
+  @ApiProperty({ type: () => NotifyLag, description: 'Another instance\'s commit to receipt here, ms.' })
+  notifyLagMs!: NotifyLag;
 }
 
 export class DeadLetterResponse implements Omit<WriteBackDeadLetter, 'firstFailedAt' | 'lastFailedAt'> {

@@ -6,7 +6,7 @@ import { ModuleRef, ModulesContainer } from '@nestjs/core';
 import { createFlushTimer, type TimeoutRegistry } from './flush/flush-timer.js';
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
 import { WriteBackMetrics } from './metrics/write-back.metrics.js';
-import { WriteBackStore, batchDeadline } from './store/write-back.store.js';
+import { WriteBackStore } from './store/write-back.store.js';
 import { WriteAheadLog, type WalRecord } from './wal/index.js';
 import {
   DEFAULT_WRITE_BACK_NAME,
@@ -16,6 +16,7 @@ import {
   getWriteBackServiceToken,
 } from './write-back.constants.js';
 import { WriteBackConfigError, WriteBackDuplicateInstanceError } from './write-back.errors.js';
+import { startReplication } from './store/replication.js';
 import type {
   WriteBackInstanceOptions,
   WriteBackModuleAsyncOptions,
@@ -145,10 +146,12 @@ async function createService(options: ResolvedWriteBackOptions, moduleRef: Modul
     const { wal, recovered } = await openWal(options, name);
     // The delta ledger knows this instance by its origin; with a WAL it must survive restarts (a replayed delta
     // whose first flush committed is then recognised), so it lives beside the log.
-    const origin = wal === undefined ? randomUUID() : await persistentOrigin(options.walDir);
-    const store = new WriteBackStore(dataSource, schema, batchDeadline(options.statementTimeoutMs), origin);
+    const deltaOrigin = wal === undefined ? randomUUID() : await persistentOrigin(options.walDir);
+    const store = new WriteBackStore(dataSource, schema, options.statementTimeoutMs, deltaOrigin);
+    const replication = await startReplication(options, store, dataSource);
     const timer = createFlushTimer(`write-back-flush:${name}`, await schedulerRegistryFinder(moduleRef));
-    const service = new WriteBackService(options, store, ownsDataSource, timer, name, wal, recovered);
+    const service = new WriteBackService(options, store, ownsDataSource, timer, name, wal, recovered, replication);
+    await service.startListening();
     logger.log(
       `Write-back "${name}" ready: durability=${options.durability}, flushIntervalMs=${options.flushIntervalMs}, ` +
         `batchSize=${options.batchSize}, flushConcurrency=${options.flushConcurrency}, autoFlush=${options.autoFlush}` +

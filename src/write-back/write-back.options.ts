@@ -247,12 +247,41 @@ export interface WriteBackModuleOptions {
    * @default 2592000000 (30 days)
    */
   deltaLedgerRetentionMs?: number;
+  /**
+   * Promise that this is the only instance reading and writing these tables. Then flushes announce nothing (no
+   * NOTIFY) and no listen connection is opened, so clean copies are kept until evicted. With several instances
+   * (replicas, or another process writing the tables through this module) that serves stale reads: leave it off.
+   * @default false
+   */
+  singleInstance?: boolean;
+  /**
+   * Connection string of the one connection that LISTENs for other instances' commits. LISTEN is session state:
+   * it must reach Postgres directly (or through PgBouncer in session mode), never through a transaction pooler.
+   * Set it when `url` points at PgBouncer in transaction mode.
+   * @default url (or the dataSource's connection)
+   */
+  listenUrl?: string;
+  /**
+   * How often the listen connection is checked with a query, in ms: a connection lost without a word (a silent
+   * network partition) is noticed within this plus 5 s, and until then notifications may be missed.
+   * @default 5000
+   */
+  listenHeartbeatMs?: number;
+  /**
+   * The id (0-255) this instance puts in the low bits of its versions, so two instances never issue the same one.
+   * By default each start takes the next id of the cycling sequence `write_back_instance_ids`: unique among any 256
+   * consecutive starts. Set it only to give every instance a fixed, distinct id (for example a StatefulSet ordinal).
+   * @default the next id of write_back_instance_ids
+   */
+  instanceId?: number;
 }
 
 /** The options with every default filled in. */
 export interface ResolvedWriteBackOptions
-  extends Required<Omit<WriteBackModuleOptions, 'url' | 'dataSource' | 'connectionOptions' | 'schema'>> {
+  extends Required<Omit<WriteBackModuleOptions, 'url' | 'dataSource' | 'connectionOptions' | 'schema' | 'listenUrl' | 'instanceId'>> {
   url?: string;
+  listenUrl?: string;
+  instanceId?: number;
   dataSource?: DataSource;
   connectionOptions?: WriteBackModuleOptions['connectionOptions'];
   schema?: string;
@@ -292,6 +321,8 @@ export const WRITE_BACK_DEFAULTS = {
   tombstoneRetentionMs: 30 * 24 * 3600 * 1000,
   tombstoneSweepIntervalMs: 10 * 60 * 1000,
   deltaLedgerRetentionMs: 30 * 24 * 3600 * 1000,
+  singleInstance: false,
+  listenHeartbeatMs: 5000,
 } as const satisfies Partial<WriteBackModuleOptions>;
 
 type IntegerOption = {
@@ -331,6 +362,8 @@ const INTEGER_BOUNDS: Record<IntegerOption, [min: number, max: number]> = {
   tombstoneRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
   tombstoneSweepIntervalMs: [1000, 86_400_000],
   deltaLedgerRetentionMs: [0, 10 * 365 * 24 * 3600 * 1000],
+  listenHeartbeatMs: [100, 3_600_000],
+  instanceId: [0, 255],
 };
 
 const ENUMS = {
@@ -339,11 +372,12 @@ const ENUMS = {
   walCorruption: ['fail', 'skip'],
 } as const;
 
-const BOOLEANS = ['runMigrations', 'autoFlush', 'coalesceHotKeys'] as const;
+const BOOLEANS = ['runMigrations', 'autoFlush', 'coalesceHotKeys', 'singleInstance'] as const;
 
 /** Every option name, in declaration order (used for env parsing and the README table). */
 export const WRITE_BACK_OPTION_NAMES = [
   'url',
+  'listenUrl',
   'schema',
   ...BOOLEANS,
   ...(Object.keys(INTEGER_BOUNDS) as IntegerOption[]),
@@ -380,6 +414,9 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
   if (resolved.dataSource !== undefined && typeof resolved.dataSource.query !== 'function') {
     throw new WriteBackConfigError('dataSource', 'expected a TypeORM DataSource');
   }
+  if (resolved.listenUrl !== undefined && (typeof resolved.listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(resolved.listenUrl))) {
+    throw new WriteBackConfigError('listenUrl', 'expected a postgres:// or postgresql:// connection string');
+  }
   if (resolved.schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(resolved.schema)) {
     throw new WriteBackConfigError('schema', 'expected a plain Postgres identifier');
   }
@@ -388,7 +425,8 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
   }
   for (const [name, [min, max]] of Object.entries(INTEGER_BOUNDS) as [IntegerOption, [number, number]][]) {
     const value = resolved[name];
-    if (!Number.isInteger(value) || value < min || value > max) {
+    if (value === undefined && name === 'instanceId') continue;
+    if (value === undefined || !Number.isInteger(value) || value < min || value > max) {
       throw new WriteBackConfigError(name, `expected an integer from ${min} to ${max}, got ${String(value)}`);
     }
   }

@@ -27,6 +27,9 @@ import { errorCode } from './flush/error-classifier.js';
 import type { FlushListener } from './flush/flusher.js';
 import type { FlushItem } from './cache/dirty-set.js';
 import type { WalRecord, WriteAheadLog } from './wal/index.js';
+import { HybridClock } from './cache/hybrid-clock.js';
+import { InvalidationListener, type ListenerState } from './store/invalidation-listener.js';
+import type { ReplicationStart } from './store/replication.js';
 
 export interface WriteBackSetOptions {
   /** Flush order: `high` before `normal` before `low`; a `high` write starts a flush within `highPriorityDelayMs`. @default 'normal' */
@@ -78,6 +81,21 @@ export interface WriteBackStats {
   walSegments: number;
   /** fdatasync calls of the write-ahead log since start. */
   walSyncs: number;
+  /** The id in the low bits of this instance's versions. */
+  instanceId: number;
+  /** The invalidation listener: `off` with `singleInstance`; while not `listening`, reads bypass the clean cache. */
+  listener: ListenerState;
+  /** Clean copies dropped because another instance committed a newer version (or the listener reconnected). */
+  invalidations: number;
+  /** Pending writes dropped because another instance committed a newer version of their key before their flush. */
+  superseded: number;
+  /** Notifications of other instances' commits received, and the changes they named. */
+  notifications: number;
+  invalidatedChanges: number;
+  /** Times the listen connection was lost. */
+  listenerDisconnects: number;
+  /** Another instance's commit (its clock at NOTIFY) to receipt here, ms: the last one and the p99 of the recent ones. */
+  notifyLagMs: { last: number; p99: number };
 }
 
 const SET_LATENCY_SAMPLE_MASK = 7;
@@ -97,6 +115,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   private closing = false;
   private readonly sweeper: TombstoneSweeper;
   private shutdownDone: Promise<void> | undefined;
+  private readonly listener: InvalidationListener | undefined;
 
   /** @internal Built by WriteBackModule: use the module, not this constructor. */
   constructor(
@@ -107,8 +126,13 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     readonly instanceName = 'default',
     private readonly wal?: WriteAheadLog,
     recovered: readonly WalRecord[] = [],
+    replication?: ReplicationStart,
   ) {
     this.logger = new Logger(instanceName === 'default' ? 'WriteBackService' : `WriteBackService:${instanceName}`);
+    // The hybrid clock starts above every version committed before this start, and observes Postgres from here on.
+    const clock = new HybridClock(replication?.instanceId ?? 0);
+    clock.observe(replication?.highWater ?? 0);
+    store.onObserved = (version) => clock.observe(version);
     this.cache = new WriteBackCache(
       options.maxEntries,
       options.maxDirtyEntries,
@@ -116,8 +140,17 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       Date.now,
       options.maxDirtyBytes,
       options.maxCleanBytes,
+      clock,
     );
+    if (replication?.listen !== undefined) {
+      this.listener = new InvalidationListener(replication.listen, replication.channel, replication.origin, this.cache, this.logger, {
+        retryBaseDelayMs: options.retryBaseDelayMs,
+        retryMaxDelayMs: Math.min(options.retryMaxDelayMs, 5000),
+        heartbeatMs: options.listenHeartbeatMs,
+      });
+    }
     const cache = this.cache;
+    if (wal) cache.onSuperseded = (item) => wal.settle(item.key, item.version);
     // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
     const listener: FlushListener = wal
       ? {
@@ -166,6 +199,14 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     if (this.closing) return;
     this.flusher.start();
     if (this.options.autoFlush) this.sweeper.start();
+  }
+
+  /**
+   * @internal Called by the module before it hands the service out: the first LISTEN is in place (or has failed
+   * and is retried in the background, reads bypassing the clean cache meanwhile).
+   */
+  async startListening(): Promise<void> {
+    await this.listener?.start();
   }
 
   /** The DataSource the module writes through. */
@@ -273,6 +314,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const lastError: FlushError | undefined = this.flusher.lastError;
     const latency = this.setLatency;
     const wal = this.wal?.stats();
+    const listener = this.listener?.stats();
     return {
       ...cache,
       flushes: flush.flushes,
@@ -305,6 +347,14 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       walBytes: wal?.bytes ?? 0,
       walSegments: wal?.segments ?? 0,
       walSyncs: wal?.syncs ?? 0,
+      instanceId: this.cache.clock.instanceId,
+      listener: listener?.state ?? 'off',
+      invalidations: cache.invalidations,
+      superseded: cache.superseded,
+      notifications: listener?.notifications ?? 0,
+      invalidatedChanges: listener?.changes ?? 0,
+      listenerDisconnects: listener?.disconnects ?? 0,
+      notifyLagMs: listener?.lagMs ?? { last: 0, p99: 0 },
     };
   }
 
@@ -420,6 +470,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
 
   async onApplicationShutdown(): Promise<void> {
     await this.beforeApplicationShutdown();
+    await this.listener?.close();
     if (this.ownsDataSource && this.store.dataSource.isInitialized) await this.store.dataSource.destroy();
   }
 

@@ -6,7 +6,7 @@ import { cp, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { StatefulSet } from 'kubernetes-models/apps/v1';
+import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
@@ -236,6 +236,7 @@ describe('deployment files (docker/) cross-checked against the code', () => {
     );
     const models: Record<string, new (data: Json) => { validate(): void }> = {
       'apps/v1/StatefulSet': StatefulSet,
+      'apps/v1/Deployment': Deployment,
       'v1/Service': Service,
       'v1/ConfigMap': ConfigMap,
       'v1/Secret': Secret,
@@ -257,6 +258,41 @@ describe('deployment files (docker/) cross-checked against the code', () => {
     expect(listed).toEqual(manifests.sort());
     const example = k8s.filter(({ doc }) => doc.kind === 'Secret');
     for (const { file } of example) expect(file).toMatch(/\.example\.ya?ml$/);
+  });
+
+  it('the PgBouncer examples: the app talks to PgBouncer in transaction mode, its LISTEN connection to Postgres', () => {
+    // Kubernetes: the Secret's DATABASE_URL names the example PgBouncer Service and port, WRITE_BACK_LISTEN_URL another
+    // host; the StatefulSet reads the second key optionally; PgBouncer pools by transaction on that port.
+    const listenEnv = container.env.find((e: Json) => e.name === 'WRITE_BACK_LISTEN_URL');
+    expect(listenEnv.valueFrom.secretKeyRef).toMatchObject({ name: 'write-back-demo-db', key: 'WRITE_BACK_LISTEN_URL', optional: true });
+    const secret = one('Secret', 'write-back-demo-db').stringData;
+    const viaPooler = new URL(secret.DATABASE_URL);
+    const direct = new URL(secret.WRITE_BACK_LISTEN_URL);
+    const pgbouncerService = one('Service', viaPooler.hostname);
+    expect(pgbouncerService.spec.ports.map((p: Json) => p.port)).toContain(Number(viaPooler.port));
+    expect(direct.host).not.toBe(viaPooler.host);
+    const ini = one('ConfigMap', 'write-back-pgbouncer').data['pgbouncer.ini'] as string;
+    expect(ini).toMatch(/^pool_mode = transaction$/m);
+    expect(ini).toMatch(new RegExp(`^listen_port = ${viaPooler.port}$`, 'm'));
+    expect(ini).toMatch(new RegExp(`^${viaPooler.pathname.slice(1)} = host=${direct.hostname} port=${direct.port}`, 'm'));
+    const deployment = one('Deployment', 'write-back-pgbouncer');
+    expect(deployment.spec.template.metadata.labels).toMatchObject(pgbouncerService.spec.selector);
+    expect(optionsFromEnv({ DATABASE_URL: secret.DATABASE_URL, WRITE_BACK_LISTEN_URL: secret.WRITE_BACK_LISTEN_URL }).listenUrl).toBe(
+      secret.WRITE_BACK_LISTEN_URL,
+    );
+
+    // Compose: the override file points the app at the pgbouncer service and its LISTEN connection at postgres.
+    const override = all.find(({ file }) => file === 'docker/compose.pgbouncer.yaml')!.doc;
+    const env = { ...app.environment, ...override.services.app.environment };
+    expectKnownVariables(Object.keys(env), 'compose.pgbouncer.yaml app environment');
+    const options = optionsFromEnv(env);
+    const appUrl = new URL(env.DATABASE_URL);
+    expect(appUrl.hostname).toBe('pgbouncer');
+    expect(override.services.pgbouncer.environment.POOL_MODE).toBe('transaction');
+    expect(appUrl.port).toBe(override.services.pgbouncer.environment.LISTEN_PORT);
+    expect(new URL(options.listenUrl!).hostname).toBe('postgres');
+    expect(Object.keys(compose.services)).toContain('postgres');
+    expect(override.services.app.depends_on.pgbouncer).toBeDefined();
   });
 
   it('the probes hit real GET routes of the demo, on the port the app listens on', () => {
@@ -283,7 +319,7 @@ describe('deployment files (docker/) cross-checked against the code', () => {
     // The readiness check counts dead letters with a 1 s timeout: the probe waits longer than that.
     expect(container.readinessProbe.timeoutSeconds).toBeGreaterThan(1);
 
-    for (const { doc } of k8s.filter(({ doc }) => doc.kind === 'Service')) {
+    for (const { doc } of k8s.filter(({ file, doc }) => doc.kind === 'Service' && !/\.example\./.test(file))) {
       for (const servicePort of doc.spec.ports) expect(portNumber(servicePort.targetPort, container), doc.metadata.name).toBe(port);
     }
     expect(imageEnv.PORT).toBe(String(port));
@@ -346,7 +382,8 @@ describe('deployment files (docker/) cross-checked against the code', () => {
     const labels = statefulSet.spec.template.metadata.labels;
     const matches = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
     expect(matches(statefulSet.spec.selector.matchLabels)).toBe(true);
-    const services = k8s.filter(({ doc }) => doc.kind === 'Service').map(({ doc }) => doc);
+    // The demo's Services (the PgBouncer example's selects its own pods).
+    const services = k8s.filter(({ file, doc }) => doc.kind === 'Service' && !/\.example\./.test(file)).map(({ doc }) => doc);
     for (const service of services) expect(matches(service.spec.selector), service.metadata.name).toBe(true);
     const governing = services.find((s) => s.metadata.name === statefulSet.spec.serviceName);
     expect(governing?.spec.clusterIP, 'serviceName names a headless Service').toBe('None');
@@ -397,11 +434,15 @@ describe('deployment files (docker/) cross-checked against the code', () => {
       for (const source of rule.from) expect(source.ipBlock?.cidr, 'no ingress from any address').not.toBe('0.0.0.0/0');
       expect(rule.ports.map((p: Json) => portNumber(p.port, container))).toEqual([port]);
     }
-    // Egress: Postgres on the port of the Secret's URL, and DNS; nothing else.
-    const databaseUrl = container.env.find((e: Json) => e.name === 'DATABASE_URL').valueFrom.secretKeyRef;
-    const postgresPort = Number(new URL(one('Secret', databaseUrl.name).stringData[databaseUrl.key]).port || 5432);
+    // Egress: the ports of the Secret's database URLs (DATABASE_URL, and WRITE_BACK_LISTEN_URL when the StatefulSet
+    // reads it), and DNS; nothing else.
+    const databasePorts = ['DATABASE_URL', 'WRITE_BACK_LISTEN_URL'].flatMap((name) => {
+      const ref = container.env.find((e: Json) => e.name === name)?.valueFrom.secretKeyRef;
+      const url = ref === undefined ? undefined : one('Secret', ref.name).stringData[ref.key];
+      return url === undefined ? [] : [`TCP/${new URL(url).port || 5432}`];
+    });
     const egressPorts = policy.spec.egress.flatMap((rule: Json) => rule.ports.map((p: Json) => `${p.protocol}/${p.port}`)).sort();
-    expect(egressPorts).toEqual([`TCP/${postgresPort}`, 'TCP/53', 'UDP/53'].sort());
+    expect(egressPorts).toEqual([...new Set(databasePorts), 'TCP/53', 'UDP/53'].sort());
     expect(readFileSync(path.join(DOCKER, 'k8s/kustomization.yaml'), 'utf8')).toContain('networkpolicy.yaml');
   });
 

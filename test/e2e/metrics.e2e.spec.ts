@@ -46,6 +46,8 @@ describe('Prometheus metrics', () => {
     expect(sample(flushed, 'write_back_dirty_entries')).toBe(0);
     expect(sample(flushed, 'write_back_flushed_entries_total')).toBe(10);
     expect(sample(flushed, 'write_back_flushes_total')).toBe(1);
+    expect(sample(flushed, 'write_back_listener_up')).toBe(1);
+    expect(sample(flushed, 'write_back_invalidations_total')).toBe(0);
     expect(sample(flushed, 'write_back_flush_duration_seconds_count')).toBe(1);
     expect(sample(flushed, 'write_back_circuit_open')).toBe(0);
     expect(sample(flushed, 'write_back_flush_workers')).toBe(0);

@@ -236,11 +236,16 @@ describe('WriteBackService semantics on Postgres', () => {
 
   it('a committed delete keeps its version: an older write arriving later (another replica) cannot revive the key', async () => {
     t = await startWriteBack();
-    const stale = await startWriteBack({ schema: t.schema, runMigrations: false });
+    // singleInstance: it hears nothing of t's commits (a replica that has not yet), so its clock is not lifted.
+    const stale = await startWriteBack({ schema: t.schema, runMigrations: false, singleInstance: true });
     try {
       await t.service.set('gone', { v: 1 });
       await t.service.flush();
-      // The stale replica takes its version now, before the delete; its flush arrives after the delete's.
+      // The stale replica takes its version now, before the delete; its flush arrives after the delete's. Its clock
+      // runs 1 s behind: versions of two instances issued within the same ~1 ms compare by instance id, not by which
+      // came first (they are concurrent), so without it the order of these two writes would be up to the ids.
+      const staleCache = (stale.service as unknown as { cache: { now: () => number; clock: { nowMs: () => number } } }).cache;
+      staleCache.now = staleCache.clock.nowMs = () => Date.now() - 1000;
       await stale.service.set('gone', { v: 'stale' });
       await t.service.delete('gone');
       await t.service.flush();

@@ -61,6 +61,11 @@ export class CleanCache {
     this.lru.set(key, entry);
   }
 
+  /** Drops every entry (the highest version stays: it is a bound, not a count). */
+  clear(): void {
+    this.lru.clear();
+  }
+
   /** Returns whether there was a copy to delete. */
   delete(key: string): boolean {
     return this.lru.delete(key);

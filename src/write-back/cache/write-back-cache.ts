@@ -4,7 +4,7 @@ import type { StoredRow } from '../store/write-back.store.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { applyDelta, composeDelta, type Delta } from './delta.js';
 import { DirtySet } from './dirty-set.js';
-import { VersionClock } from './version-clock.js';
+import { HybridClock } from './hybrid-clock.js';
 
 export interface CacheCounters {
   reads: number;
@@ -13,12 +13,20 @@ export interface CacheCounters {
   loads: number;
   writes: number;
   coalesced: number;
+  /** Clean copies dropped because another instance committed a newer version (or the listener had a gap). */
+  invalidations: number;
+  /** Pending writes dropped because another instance committed a newer version of their key. */
+  superseded: number;
 }
 
 interface PendingLoad {
   promise: Promise<StoredRow | undefined>;
   /** A write to the key landed while loading: the loaded row must not be cached, memory wins. */
   stale: boolean;
+  /** Another instance committed this version while loading: an older loaded row is returned but not cached. */
+  minVersion: number;
+  /** The trust epoch when the load started: a row read before a listener gap ended is not cached after it. */
+  epoch: number;
 }
 
 /**
@@ -29,9 +37,23 @@ interface PendingLoad {
 export class WriteBackCache implements FlushListener {
   readonly dirty = new DirtySet();
   readonly clean: CleanCache;
-  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0 };
-  private readonly clock: VersionClock;
+  readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0, superseded: 0 };
+  /** Told about a pending write dropped by {@link invalidate} (the WAL may forget its record). */
+  onSuperseded: ((item: FlushItem) => void) | undefined;
+  readonly clock: HybridClock;
+  /**
+   * Whether clean copies may be served and kept: false while the invalidation listener is down (a notification of
+   * another instance's commit may be missed then), so reads go to Postgres. Always true for a single instance.
+   */
+  private trusted = true;
+  /** Counts trust changes: a load that started in another epoch does not cache its row. */
+  private epoch = 0;
   private readonly loading = new Map<string, PendingLoad>();
+  /**
+   * Keys being flushed now for which another instance announced a newer version meanwhile: the commit of ours
+   * (its answer may arrive after the notification) must not leave our older value as a clean copy.
+   */
+  private readonly announcedInFlight = new Map<string, number>();
   private roomWaiters: (() => void)[] = [];
   /** The clock reading of the latest `write` (ms), so the caller need not read the clock again. */
   lastWriteAt = 0;
@@ -43,9 +65,10 @@ export class WriteBackCache implements FlushListener {
     private readonly now: () => number = Date.now,
     private readonly maxDirtyBytes = Number.MAX_SAFE_INTEGER,
     maxCleanBytes = Number.MAX_SAFE_INTEGER,
+    clock?: HybridClock,
   ) {
     this.clean = new CleanCache(maxEntries, maxCleanBytes);
-    this.clock = new VersionClock(now);
+    this.clock = clock ?? new HybridClock(0, now);
   }
 
   /** The JSON text of `key`, from memory or loaded from Postgres; undefined if absent or pending delete. */
@@ -57,7 +80,7 @@ export class WriteBackCache implements FlushListener {
       this.counters.hits++;
       return dirty.json ?? undefined;
     }
-    const clean = this.clean.get(key);
+    const clean = this.trusted ? this.clean.get(key) : undefined;
     if (clean !== undefined) {
       this.counters.hits++;
       return clean.json;
@@ -73,7 +96,7 @@ export class WriteBackCache implements FlushListener {
    */
   private async getRelative(key: string): Promise<string | undefined> {
     for (;;) {
-      let base = this.clean.peek(key);
+      let base = this.trusted ? this.clean.peek(key) : undefined;
       if (base !== undefined) {
         this.counters.hits++;
       } else {
@@ -97,11 +120,13 @@ export class WriteBackCache implements FlushListener {
     const found = this.loading.get(key);
     if (found !== undefined) return found;
     this.counters.loads++;
-    const created: PendingLoad = { stale: false, promise: undefined! };
+    const created: PendingLoad = { stale: false, minVersion: 0, epoch: this.epoch, promise: undefined! };
     created.promise = this.loader(key)
       .then((row) => {
+        if (row === undefined) return row;
+        this.clock.observe(row.version);
         const dirty = this.dirty.get(key);
-        if (row !== undefined && !created.stale && (dirty === undefined || dirty.relative)) this.clean.set(key, row);
+        if (this.cacheable(created, row) && (dirty === undefined || dirty.relative)) this.clean.set(key, row);
         return row;
       })
       .finally(() => {
@@ -111,14 +136,21 @@ export class WriteBackCache implements FlushListener {
     return created;
   }
 
+  /** A loaded row may be kept clean: no write landed meanwhile, the listener is (and stayed) up, none newer was announced. */
+  private cacheable(load: PendingLoad, row: StoredRow): boolean {
+    return !load.stale && this.trusted && load.epoch === this.epoch && row.version >= load.minVersion;
+  }
+
   private async load(key: string): Promise<string | undefined> {
     let pending = this.loading.get(key);
     if (pending === undefined) {
       this.counters.loads++;
-      const created: PendingLoad = { stale: false, promise: undefined! };
+      const created: PendingLoad = { stale: false, minVersion: 0, epoch: this.epoch, promise: undefined! };
       created.promise = this.loader(key)
         .then((row) => {
-          if (row !== undefined && !created.stale && !this.dirty.has(key)) this.clean.set(key, row);
+          if (row === undefined) return row;
+          this.clock.observe(row.version);
+          if (this.cacheable(created, row) && !this.dirty.has(key)) this.clean.set(key, row);
           return row;
         })
         .finally(() => {
@@ -173,7 +205,7 @@ export class WriteBackCache implements FlushListener {
     const now = this.now();
     this.lastWriteAt = now;
     const dirty = this.dirty.get(key);
-    let floor = 0;
+    let floor: number;
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
     let wasClean = false;
     if (dirty !== undefined) {
@@ -181,18 +213,12 @@ export class WriteBackCache implements FlushListener {
       // holds deltas, which keep the stored value as their base.
       floor = dirty.version;
       if (dirty.relative) this.clean.delete(key);
-    } else if (this.clean.highestVersion <= this.clock.lastIssued) {
-      // No clean entry holds a version above one this clock already issued (the usual case: clean entries are
-      // our own flushed writes), so none can raise the floor: drop the copy, if any, without reading it.
-      wasClean = this.clean.delete(key);
     } else {
-      // Some clean entry may be ahead of our clock (loaded from a replica whose clock runs ahead, or replayed).
-      const clean = this.clean.peek(key);
-      if (clean !== undefined) {
-        floor = clean.version;
-        // The dirty entry shadows the clean copy; drop it so one key is held once.
-        wasClean = this.clean.delete(key);
-      }
+      // Every clean copy's version is at most clean.highestVersion, and the clock already observed it (loads and
+      // commits are observed), so it bounds the key's version without reading the copy. The dirty entry shadows
+      // the clean copy; drop it so one key is held once.
+      floor = this.clean.highestVersion;
+      wasClean = this.clean.delete(key);
     }
     const version = this.clock.next(floor, now);
     this.counters.writes++;
@@ -215,7 +241,7 @@ export class WriteBackCache implements FlushListener {
     }
     const composed = composeDelta(key, dirty?.delta, delta);
     // Fail at the call, not at the flush, when what this instance knows of the key already says it cannot apply.
-    const base = this.clean.peek(key);
+    const base = this.trusted ? this.clean.peek(key) : undefined;
     let value: unknown = base === undefined ? undefined : JSON.parse(base.json);
     if (dirty?.flight?.delta !== undefined) value = applyDelta(key, value, dirty.flight.delta);
     if (base !== undefined || dirty?.flight !== undefined) applyDelta(key, value, composed);
@@ -236,7 +262,7 @@ export class WriteBackCache implements FlushListener {
     deltaChars = 0,
   ): void {
     const item = flight === undefined ? undefined : { key, json: null, version: flight.version, rank, delta: flight.delta };
-    this.clock.next(version);
+    this.clock.observe(version);
     this.counters.writes++;
     this.dirty.restoreDelta(key, item, pending, version, rank, this.now(), deltaChars);
   }
@@ -246,6 +272,7 @@ export class WriteBackCache implements FlushListener {
    * version of the key. The version guard in Postgres decides against newer rows. Returns false if skipped.
    */
   requeue(key: string, json: string | null, version: number, rank: number): boolean {
+    this.clock.observe(version);
     const known = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
     if (known >= version) return false;
     this.applyWrite(key, json, version, rank);
@@ -268,6 +295,7 @@ export class WriteBackCache implements FlushListener {
   }
 
   onCommitted(item: FlushItem, clean: boolean, superseded = false): void {
+    this.clock.observe(item.version);
     if (item.delta !== undefined) {
       // Postgres applied the delta to its row: the copy this instance kept as a base is now behind it.
       this.clean.delete(item.key);
@@ -275,22 +303,95 @@ export class WriteBackCache implements FlushListener {
       if (clean) this.wakeRoomWaiters();
       return;
     }
+    if (this.announcedInFlight.size > 0 && this.settleAnnounced(item, clean)) superseded = true;
     if (clean) {
       // Superseded: Postgres holds a newer version than this write; drop ours so the next read loads theirs.
       // The key was dirty until now, so it has no clean copy; the flushed snapshot is immutable, so it is itself
       // the clean entry (no copy per committed row).
-      if (item.json !== null && !superseded) this.clean.add(item.key, item as CleanEntry);
+      if (item.json !== null && !superseded && this.trusted) this.clean.add(item.key, item as CleanEntry);
       else this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
   }
 
   onDeadLettered(item: FlushItem, clean: boolean): void {
+    this.clock.observe(item.version);
+    if (this.announcedInFlight.size > 0) this.settleAnnounced(item, clean);
     // Memory falls back to what Postgres holds, so reads agree with the table.
     if (clean) {
       this.clean.delete(item.key);
       this.wakeRoomWaiters();
     }
+  }
+
+  /**
+   * Another instance committed `version` of `key` (an upsert or a delete): lifts the clock past it, drops an older
+   * clean copy, keeps a load in flight from caching an older row, and drops an older pending write that is waiting
+   * in the queue (the version guard would skip it; reads get the committed row at once instead). One in flight is
+   * left to the flusher, which owns it: the guard skips it and it is then dropped the same way. Pending deltas are
+   * never dropped: they apply on top of whatever another instance committed.
+   *
+   * `delta`: the other instance applied a delta at `version`, which changed the row without necessarily raising
+   * its version above a copy held here: every clean copy of the key is dropped, whatever its version.
+   */
+  invalidate(key: string, version: number, delta = false): void {
+    this.clock.observe(version);
+    const dirty = this.dirty.get(key);
+    if (dirty !== undefined && !dirty.relative && dirty.version < version) {
+      if (dirty.inFlight) {
+        if ((this.announcedInFlight.get(key) ?? 0) < version) this.announcedInFlight.set(key, version);
+      } else {
+        // Taken and completed in the same synchronous step: it is never in flight for the flusher to see.
+        const item = this.dirty.takeKey(key)!;
+        this.dirty.complete(item);
+        this.counters.superseded++;
+        this.onSuperseded?.(item);
+        this.wakeRoomWaiters();
+      }
+    }
+    const clean = this.clean.peek(key);
+    if (clean !== undefined && (delta || clean.version < version)) {
+      this.clean.delete(key);
+      this.counters.invalidations++;
+    }
+    if (this.loading.size === 0) return;
+    const loading = this.loading.get(key);
+    if (loading === undefined) return;
+    if (delta) loading.stale = true;
+    else if (loading.minVersion < version) loading.minVersion = version;
+  }
+
+  /**
+   * The flush of `item` ended: whether another instance announced a newer version of its key while it was in flight
+   * (then ours is not kept as a clean copy, and a write queued since, if also older, is dropped as superseded).
+   */
+  private settleAnnounced(item: FlushItem, clean: boolean): boolean {
+    const announced = this.announcedInFlight.get(item.key);
+    if (announced === undefined) return false;
+    this.announcedInFlight.delete(item.key);
+    if (announced <= item.version) return false;
+    if (!clean) queueMicrotask(() => this.invalidate(item.key, announced));
+    return true;
+  }
+
+  /** Drops every clean copy (a notification too large to name its keys). */
+  invalidateAll(): void {
+    this.counters.invalidations += this.clean.size;
+    this.clean.clear();
+    this.epoch++;
+  }
+
+  /**
+   * Whether clean copies can be trusted (the invalidation listener is up). Either way every clean copy is dropped:
+   * going down, notifications may be missed from now on; coming back, some may have been missed meanwhile.
+   */
+  setTrusted(trusted: boolean): void {
+    this.invalidateAll();
+    this.trusted = trusted;
+  }
+
+  get isTrusted(): boolean {
+    return this.trusted;
   }
 
   private wakeRoomWaiters(): void {

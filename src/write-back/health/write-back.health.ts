@@ -82,6 +82,9 @@ export class WriteBackHealthIndicator implements OnModuleInit {
         deadLetters,
         circuit: stats.circuit,
         walBytes: stats.walBytes,
+        listener: stats.listener,
+        invalidations: stats.invalidations,
+        notifyLagMs: stats.notifyLagMs,
         ...(reasons.length > 0 ? { reasons } : {}),
       },
     };

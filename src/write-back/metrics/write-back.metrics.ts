@@ -8,7 +8,9 @@ export interface WriteBackMetricsRegistry {
 }
 import type { WriteBackService, WriteBackStats } from '../write-back.service.js';
 
-type CounterStat = 'writes' | 'reads' | 'hits' | 'misses' | 'loads' | 'coalesced' | 'flushes' | 'flushedEntries' | 'flushErrors' | 'retries' | 'deadLettered' | 'walSyncs';
+type CounterStat =
+  | 'writes' | 'reads' | 'hits' | 'misses' | 'loads' | 'coalesced' | 'flushes' | 'flushedEntries' | 'flushErrors' | 'retries'
+  | 'deadLettered' | 'walSyncs' | 'invalidations' | 'notifications' | 'listenerDisconnects';
 
 const COUNTERS: [CounterStat, string, string][] = [
   ['writes', 'write_back_writes_total', 'Writes (set and delete) accepted.'],
@@ -23,6 +25,9 @@ const COUNTERS: [CounterStat, string, string][] = [
   ['retries', 'write_back_retries_total', 'Batches put back after a transient failure.'],
   ['deadLettered', 'write_back_dead_lettered_total', 'Entries moved to the dead-letter table.'],
   ['walSyncs', 'write_back_wal_syncs_total', 'fdatasync calls of the write-ahead log.'],
+  ['invalidations', 'write_back_invalidations_total', 'Clean copies dropped for newer commits of other instances (or a listener gap).'],
+  ['notifications', 'write_back_notifications_total', 'Notifications of other instances\' commits received.'],
+  ['listenerDisconnects', 'write_back_listener_disconnects_total', 'Times the invalidation listen connection was lost.'],
 ];
 
 const GAUGES: [string, string, (stats: WriteBackStats) => number][] = [
@@ -36,6 +41,8 @@ const GAUGES: [string, string, (stats: WriteBackStats) => number][] = [
   ['write_back_wal_bytes', 'Bytes of records in the write-ahead log segment files.', (s) => s.walBytes],
   ['write_back_wal_segments', 'Segment files of the write-ahead log (each preallocated to walSegmentBytes).', (s) => s.walSegments],
   ['write_back_circuit_open', '1 while the circuit breaker is open.', (s) => (s.circuit === 'open' ? 1 : 0)],
+  ['write_back_listener_up', '1 while the invalidation listener listens (or is off: singleInstance); 0 while reads bypass the clean cache.', (s) => (s.listener === 'listening' || s.listener === 'off' ? 1 : 0)],
+  ['write_back_notify_lag_seconds', 'p99 of another instance\'s commit (its clock) to receipt here, recent notifications.', (s) => s.notifyLagMs.p99 / 1000],
 ];
 
 /**

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { DataSource, MigrationExecutor } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
+import { dollarQuote, localStatementTimeout } from './session-free-sql.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
@@ -44,25 +45,59 @@ export interface StoredRow {
  */
 export class WriteBackStore {
   private readonly entriesTable: string;
-  private readonly writeSql: string;
-  private readonly loadSql: string;
   private readonly deadLettersTable: string;
+  /**
+   * The batch statement around its one input, the batch document: `writeSqlHead + literal + writeSqlBody`, then
+   * the clock and notify parts ({@link replicationSql}) and `writeSqlResult`.
+   */
+  private readonly writeSqlHead: string;
+  private readonly writeSqlBody: string;
+  private readonly writeSqlResult: string;
+  private readonly clockTable: string;
+  private readonly tombstonesTable: string;
+  private readonly sequenceName: string;
+  /** The NOTIFY channel of these tables (every instance on them LISTENs to it). */
+  readonly channel: string;
+  /** Set by {@link startClock}: what the batch statement records and announces. */
+  private replication: { slotBase: number; origin: string; notify: boolean } | undefined;
+  private batchCounter = 0;
+  /**
+   * Told the highest version Postgres held for keys the version guard skipped in a batch (the hybrid clock
+   * observes it).
+   */
+  onObserved: ((version: number) => void) | undefined;
+  private readonly loadSql: string;
+  /** Put in front of every statement, in the same query string: see {@link localStatementTimeout}. */
+  private readonly timeoutSql: string;
+  private readonly batchDeadlineMs: number;
 
   /**
-   * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
-   *   server, so it cannot end a statement the server never received (a silent network partition): past this
-   *   deadline the connection is destroyed, the batch fails as a transient error and is retried on a new one.
+   * No session state: each statement carries its own `SET LOCAL statement_timeout` in the same round trip (one
+   * simple-protocol query string, one implicit transaction), values travel inline as dollar-quoted literals and no
+   * statement is prepared by name, so the module runs unchanged behind PgBouncer in transaction mode.
+   *
+   * @param statementTimeoutMs the server-side limit of each statement (0: none, whatever the session says). A batch
+   *   write also gets a client-side deadline from it ({@link batchDeadline}): `statement_timeout` cannot end a
+   *   statement the server never received (a silent network partition), so past that deadline the connection is
+   *   destroyed, the batch fails as a transient error and is retried on a new one.
    */
   constructor(
     readonly dataSource: DataSource,
     readonly schema: string | undefined,
-    private readonly batchDeadlineMs = 0,
-    /** Whose deltas this store writes: the key of the instance's entries in the delta ledger. */
-    readonly origin: string = randomUUID(),
+    statementTimeoutMs = 0,
+    /** Whose deltas this store writes: the key of the instance's rows in the delta ledger (see `fresh` below). */
+    readonly deltaOrigin: string = randomBytes(16).toString('hex'),
   ) {
+    this.timeoutSql = localStatementTimeout(statementTimeoutMs);
+    this.batchDeadlineMs = batchDeadline(statementTimeoutMs);
     const prefix = schema ? `"${schema}".` : '';
     this.entriesTable = `${prefix}"write_back_entries"`;
+    this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
     const tombstonesTable = `${prefix}"write_back_tombstones"`;
+    this.clockTable = `${prefix}"write_back_clock"`;
+    this.tombstonesTable = tombstonesTable;
+    this.sequenceName = `${prefix}"write_back_instance_ids"`;
+    this.channel = notifyChannel(schema);
     // One round trip and one bind parameter per batch: the rows travel as one JSON array into which each value's
     // JSON text (serialized once at set) is pasted as is, so Node does no per-row escaping; Postgres parses it.
     // Every write is guarded by version so the table never goes backwards and replays are idempotent: an upsert
@@ -70,17 +105,15 @@ export class WriteBackStore {
     // delete); a delete removes an older row and records its tombstone. A batch never holds one key twice (that
     // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
     // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
+    // The batch document comes first in the text and pg_stat_activity shows only its start: the comment says
+    // which table the statement writes to.
     const ledgerTable = `${prefix}"write_back_delta_ledger"`;
     const applyDelta = `${prefix}"write_back_apply_delta"`;
-    // Deltas (r.x) are applied to whatever the row holds, exactly once per writer: skipped when the writer's ledger
-    // entry for the key already covers the version (a retry after an unknown outcome, a WAL replay), when a later
-    // delete's tombstone covers it, or when the row's last whole value (base_version) is younger. The ledger entry
-    // is written in the same statement, so it commits with the delta or not at all. ON CONFLICT finds a row another
-    // instance inserts meanwhile; the delta rides in the proposed row's last_delta to reach the update.
-    this.writeSql = `
+    this.writeSqlHead = `/* write-back batch into ${this.entriesTable} */
       WITH rows AS (
-        SELECT r.k, r.n, r.v -> 0 AS value, r.d, r.x, coalesce(r.o, $2) AS origin
-        FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, v jsonb, d boolean, x jsonb, o text)
+        SELECT r.k, r.n, r.v -> 0 AS value, r.d, r.x, coalesce(r.o, ${dollarQuote(this.deltaOrigin)}) AS origin
+        FROM jsonb_to_recordset(`;
+    this.writeSqlBody = `::jsonb) AS r(k text, n int8, v jsonb, d boolean, x jsonb, o text)
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
         SELECT rows.k, rows.value, rows.n, rows.n, NULL, now() FROM rows
@@ -90,11 +123,19 @@ export class WriteBackStore {
           SET "value" = excluded."value", "version" = excluded."version", "base_version" = excluded."version",
               "last_delta" = NULL, "updated_at" = excluded."updated_at"
           WHERE e."version" < excluded."version"
-        RETURNING e."key"
+        RETURNING e."key", e."version"
       ), deleted AS (
         DELETE FROM ${this.entriesTable} AS e
         USING rows
         WHERE rows.d AND e."key" = rows.k AND e."version" < rows.n
+        RETURNING 1
+      ), claimed AS (
+        -- A delete also inserts a placeholder row of its key (removed again by the fix-up statement before commit,
+        -- so nobody ever sees it): an upsert of the key by another instance that is in progress makes this wait for
+        -- its commit, and one that starts later waits for ours. Upsert and delete of one key thus never overlap.
+        INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
+        SELECT rows.k, 'null'::jsonb, rows.n, now() FROM rows WHERE rows.d
+        ON CONFLICT ("key") DO NOTHING
         RETURNING 1
       ), tombstoned AS (
         INSERT INTO ${tombstonesTable} AS t ("key", "version", "deleted_at")
@@ -102,13 +143,19 @@ export class WriteBackStore {
         WHERE rows.d AND NOT EXISTS (SELECT 1 FROM ${this.entriesTable} e WHERE e."key" = rows.k AND e."version" > rows.n)
         ON CONFLICT ("key") DO UPDATE SET "version" = excluded."version", "deleted_at" = excluded."deleted_at"
           WHERE t."version" < excluded."version"
-        RETURNING t."key"
+        RETURNING t."key", t."version"
       ), revived AS (
+        -- Only an older tombstone: one that another instance raised meanwhile (this DELETE waits for it and rechecks
+        -- the row) must stay, for the fix-up statement to remove this upsert's row.
         DELETE FROM ${tombstonesTable} AS t
         USING upserted
-        WHERE t."key" = upserted."key"
+        WHERE t."key" = upserted."key" AND t."version" < upserted."version"
         RETURNING 1
       ), fresh AS (
+        -- Deltas (r.x) are applied to whatever the row holds, exactly once per writer: skipped when the writer's
+        -- ledger row for the key already covers the version (a retry after an unknown outcome, a WAL replay), when a
+        -- later delete's tombstone covers it, or when the row's last whole value (base_version) is younger. The
+        -- ledger row is written in the same statement, so it commits with the delta or not at all.
         SELECT rows.k, rows.n, rows.x, rows.origin,
                coalesce((SELECT t."version" FROM ${tombstonesTable} t WHERE t."key" = rows.k), 0) AS dead
         FROM rows
@@ -116,6 +163,8 @@ export class WriteBackStore {
           AND NOT EXISTS (
             SELECT 1 FROM ${ledgerTable} l WHERE l."origin" = rows.origin AND l."key" = rows.k AND l."version" >= rows.n)
       ), applied AS (
+        -- ON CONFLICT finds a row another instance inserts meanwhile; the delta rides in the proposed row's
+        -- last_delta to reach the update.
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
         SELECT fresh.k, ${applyDelta}(fresh.k, NULL, fresh.x), fresh.n, fresh.dead, fresh.x, now() FROM fresh
         WHERE fresh.dead < fresh.n
@@ -131,16 +180,20 @@ export class WriteBackStore {
         ON CONFLICT ("origin", "key") DO UPDATE SET "version" = excluded."version", "applied_at" = excluded."applied_at"
           WHERE l."version" < excluded."version"
         RETURNING 1
-      )
+      )`;
+    // Skipped keys, and the highest version Postgres holds for them (read in the statement's snapshot: what the
+    // guard compared against), which the instance's clock then observes.
+    this.writeSqlResult = `
       SELECT coalesce(array_agg(rows.k), '{}') AS skipped, (SELECT count(*) FROM deleted)::int AS deleted,
              (SELECT count(*) FROM revived)::int AS revived, (SELECT count(*) FROM applied)::int AS applied,
-             (SELECT count(*) FROM ledgered)::int AS ledgered
+             (SELECT count(*) FROM ledgered)::int AS ledgered,
+             -- A CTE that only SELECTs runs only when read: this runs the notifications.
+             (SELECT count(*) FROM notified)::int AS notified,
+             max(greatest((SELECT e."version" FROM ${this.entriesTable} e WHERE e."key" = rows.k),
+                          (SELECT t."version" FROM ${tombstonesTable} t WHERE t."key" = rows.k)))::text AS high
       FROM rows
       WHERE rows.x IS NULL AND rows.k NOT IN (SELECT "key" FROM upserted UNION ALL SELECT "key" FROM tombstoned)`;
-    this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = $1`;
-    // Plain SQL with the schema spelled out, not a repository: the tables of a named instance live in a schema
-    // of their own, which the entity metadata of an application's DataSource does not know.
-    this.deadLettersTable = `${prefix}"write_back_dead_letters"`;
+    this.loadSql = `SELECT "value"::text AS json, "version"::text AS version FROM ${this.entriesTable} WHERE "key" = `;
   }
 
   /** Opens a DataSource of the module's own from `options.url`. */
@@ -158,8 +211,8 @@ export class WriteBackStore {
       synchronize: false,
       migrationsRun: false,
       poolSize: options.poolSize,
+      // No `statement_timeout` start-up parameter (PgBouncer refuses it): each statement sets its own, see the store.
       extra: {
-        statement_timeout: options.statementTimeoutMs || undefined,
         // A connection attempt into a silent network gives up as soon as a batch would.
         connectionTimeoutMillis: Math.min(10_000, batchDeadline(options.statementTimeoutMs) || 10_000),
         ...extra,
@@ -170,7 +223,8 @@ export class WriteBackStore {
 
   /**
    * Runs the module's migrations. On a DataSource the application owns, on a short-lived clone of its options
-   * (so the app's own migration list is untouched). Replicas starting together serialize on an advisory lock.
+   * (so the app's own migration list is untouched). Replicas starting together serialize on a transaction advisory
+   * lock, so this works through a transaction pooler (PgBouncer) as well as on a direct connection.
    */
   static async migrate(dataSource: DataSource, ownsDataSource: boolean, schema?: string): Promise<void> {
     const appSchema = (dataSource.options as { schema?: string }).schema;
@@ -191,15 +245,24 @@ export class WriteBackStore {
     const runner = target.createQueryRunner();
     try {
       await runner.connect();
-      await runner.query(`SELECT pg_advisory_lock(hashtext('nestjs-write-back:migrations'))`);
+      // One transaction for the lock and every pending migration, the migrations table included: a transaction
+      // advisory lock and SET LOCAL end with it, so nothing depends on the session, and through PgBouncer in
+      // transaction mode the whole run stays on one server connection. Instances starting together wait here in
+      // turn; the next one then finds nothing pending. No statement timeout: a migration (or the wait for another
+      // instance's) may take long, and a leftover session setting must not cut it short.
+      await runner.startTransaction();
       try {
+        await runner.query('SET LOCAL statement_timeout = 0');
+        await runner.query(`SELECT pg_advisory_xact_lock(hashtext('nestjs-write-back:migrations'))`);
         if (schema) await runner.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-        // On the locked connection itself: a pool of one must not wait for a second connection.
         const executor = new MigrationExecutor(target, runner);
-        executor.transaction = 'each';
+        // 'all' on a runner already in a transaction: the executor neither begins nor commits, this code does.
+        executor.transaction = 'all';
         await executor.executePendingMigrations();
-      } finally {
-        await runner.query(`SELECT pg_advisory_unlock(hashtext('nestjs-write-back:migrations'))`);
+        await runner.commitTransaction();
+      } catch (error) {
+        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
       }
     } finally {
       await runner.release();
@@ -212,22 +275,106 @@ export class WriteBackStore {
    * because Postgres already holds a newer version (or a newer delete) of them.
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
-    const document = batchDocument(items);
-    const params = [document, this.origin];
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, params));
+    const sql =
+      `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlBody}` +
+      `${this.replicationSql(items)}${this.writeSqlResult};${this.fixUpSql(items)}`;
+    // Statements: the timeout, the batch, the fix-up (if any): the batch's result is the second.
+    const rows = await this.run<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs, 1);
+    const high = rows[0]?.high;
+    if (high != null) this.onObserved?.(Number(high));
+    return skippedKeys(rows);
+  }
+
+  /**
+   * The CTEs that record the batch's highest version in this instance's slots of `write_back_clock` (read at the
+   * next start of any instance) and, unless `singleInstance`, announce every key and version of the batch with
+   * NOTIFY. NOTIFY is transactional: listeners hear it exactly when the batch commits. Payload:
+   * `<origin> <ms> [key,version,...]` (origin: the sending instance, so it skips its own cheaply; ms: Postgres's
+   * clock at notify, for the lag). Keys are grouped into several notifications so each stays under Postgres's
+   * 8000-byte payload limit; a key too long to fit is announced as `*` (drop every clean copy).
+   */
+  private replicationSql(items: readonly FlushItem[]): string {
+    const replication = this.replication;
+    if (replication === undefined) return NO_NOTIFY;
+    // A few slots per instance, used in turn: parallel flush connections of one instance do not wait on one row.
+    const slot = replication.slotBase + (this.batchCounter++ % CLOCK_SLOTS_PER_INSTANCE);
+    let sql = `, clocked AS (
+        INSERT INTO ${this.clockTable} AS c ("slot", "version")
+        SELECT ${slot}, max(rows.n) FROM rows HAVING count(*) > 0
+        ON CONFLICT ("slot") DO UPDATE SET "version" = excluded."version" WHERE c."version" < excluded."version"
+        RETURNING 1
+      )`;
+    if (!replication.notify) return sql + NO_NOTIFY;
+    // The payloads are built here, from the batch: Postgres only stamps them (its clock, for the lag) and sends
+    // them. They name every key of the batch, the ones the guard skipped too: a listener drops only copies older
+    // than the announced version, which are older than the newer row that made the guard skip as well.
+    const payloads = notifyPayloads(items, replication.origin.length + 16);
+    const values = payloads.map((payload) => `(${dollarQuote(payload)})`).join(', ');
+    return `${sql}, notified AS (
+        SELECT pg_notify('${this.channel}', '${replication.origin} ' ||
+          (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' || p.payload)
+        FROM (VALUES ${values}) AS p(payload)
+      )`;
+  }
+
+  /**
+   * Upsert against delete across instances. The batch statement reads tombstones in its snapshot, so an upsert
+   * could not see a delete of its key committed by another instance while it waited for that delete's placeholder
+   * row (see `claimed`), and a delete could not see an upsert committed while it waited: either may then have
+   * left a row at or below the key's tombstone. This second statement of the same transaction takes a new snapshot
+   * (read committed), which sees whichever of the two committed first, and removes such rows, the placeholders
+   * included: whatever the interleaving, the higher version wins. Only with other instances (not `singleInstance`:
+   * one instance never flushes one key on two connections at once).
+   */
+  private fixUpSql(items: readonly FlushItem[]): string {
+    if (this.replication === undefined || !this.replication.notify) return '';
+    let keys = '[';
+    for (let i = 0; i < items.length; i++) keys += (i > 0 ? ',' : '') + JSON.stringify(items[i].key);
+    keys += ']';
+    return `
+      DELETE FROM ${this.entriesTable} AS e USING ${this.tombstonesTable} AS t
+      WHERE t."key" IN (SELECT jsonb_array_elements_text(${dollarQuote(keys)}::jsonb))
+        AND e."key" = t."key" AND e."version" <= t."version"`;
+  }
+
+  /**
+   * Takes this instance's place in the hybrid clock: its id (`instanceId`, else the next of the cycling sequence
+   * `write_back_instance_ids`) and the highest version any instance committed (from `write_back_clock`: a few rows
+   * per instance, no scan of the entries). From here on every batch records its highest version there and, unless
+   * `notify` is false, announces its changes.
+   */
+  async startClock(instanceId: number | undefined, notify: boolean): Promise<{ instanceId: number; highWater: number; origin: string }> {
+    const rows = await this.run<{ id: number; high: string | null }>(
+      `${this.timeoutSql}SELECT ${instanceId === undefined ? `nextval('${this.sequenceName}')::int` : integer(instanceId)} AS id, ` +
+        `(SELECT max("version") FROM ${this.clockTable})::text AS high`,
+    );
+    const id = Number(rows[0].id);
+    const origin = randomBytes(4).toString('hex');
+    this.replication = { slotBase: id * CLOCK_SLOTS_PER_INSTANCE, origin, notify };
+    return { instanceId: id, highWater: rows[0].high === null ? 0 : Number(rows[0].high), origin };
+  }
+
+  /**
+   * Runs a simple-protocol query string on a pooled connection and returns the rows of its last statement. With a
+   * `deadlineMs` (0: none), a query with no answer by then fails with ETIMEDOUT and its connection is discarded.
+   */
+  private async run<Row>(sql: string, deadlineMs = 0, statement = -1): Promise<Row[]> {
     const runner = this.dataSource.createQueryRunner();
-    const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
+    const client = (await runner.connect()) as PgClient;
     let expired: Error | undefined;
     let lost: unknown;
     try {
-      return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
-          expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
-            code: 'ETIMEDOUT',
-          });
-          return expired;
-        }),
-      );
+      const answer = client.query(sql);
+      const result =
+        deadlineMs === 0
+          ? await answer
+          : await withTimeout(answer, deadlineMs, () => {
+              expired = Object.assign(new Error(`batch write got no answer within ${deadlineMs} ms; connection discarded`), {
+                code: 'ETIMEDOUT',
+              });
+              return expired;
+            });
+      return (Array.isArray(result) ? result.at(statement)! : result).rows as Row[];
     } catch (error) {
       // A FATAL (57P01 after pg_terminate_backend, a restart) can arrive before the socket closes: released as
       // healthy, the connection would fail the retry too.
@@ -254,7 +401,7 @@ export class WriteBackStore {
   async load(key: string): Promise<StoredRow | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
+        const rows = await this.run<{ json: string; version: string }>(`${this.timeoutSql}${this.loadSql}${dollarQuote(key)}`);
         return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
       } catch (error) {
         if (attempt >= LOAD_ATTEMPTS || !isLostConnection(error)) throw error;
@@ -264,56 +411,60 @@ export class WriteBackStore {
 
   async insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void> {
     // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
-    await this.dataSource.query(
-      `INSERT INTO ${this.deadLettersTable}
-         ("key", "value", "version", "operation", "error_code", "error_message", "attempts", "first_failed_at", "last_failed_at")
-       VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9)`,
-      [
-        item.key,
-        item.delta !== undefined ? deltaText(item.delta) : item.json,
-        String(item.version),
-        item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert',
-        failure.code ?? null,
-        failure.message,
-        failure.attempts,
-        failure.firstFailedAt,
-        failure.lastFailedAt,
-      ],
+    const text = (value: string | null) => (value === null ? 'NULL' : dollarQuote(value));
+    await this.run(
+      `${this.timeoutSql}INSERT INTO ${this.deadLettersTable} ("key", "value", "version", "operation", "error_code", ` +
+        `"error_message", "attempts", "first_failed_at", "last_failed_at") VALUES (${text(item.key)}, ` +
+        `${text(item.delta !== undefined ? deltaText(item.delta) : item.json)}::jsonb, ${integer(item.version)}, ` +
+        `'${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'}', ` +
+        `${text(failure.code ?? null)}, ${text(failure.message)}, ${integer(failure.attempts)}, ` +
+        `'${failure.firstFailedAt.toISOString()}'::timestamptz, '${failure.lastFailedAt.toISOString()}'::timestamptz)`,
     );
   }
 
   async listDeadLetters(options: { limit?: number; afterId?: string; key?: string } = {}): Promise<WriteBackDeadLetter[]> {
-    const rows: DeadLetterRow[] = await this.dataSource.query(
-      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable}
-       WHERE ($1::bigint IS NULL OR "id" > $1::bigint) AND ($2::text IS NULL OR "key" = $2)
-       ORDER BY "id" LIMIT $3`,
-      [options.afterId ?? null, options.key ?? null, options.limit ?? 100],
+    const conditions: string[] = [];
+    if (options.afterId !== undefined) conditions.push(`"id" > ${dollarQuote(options.afterId)}::bigint`);
+    if (options.key !== undefined) conditions.push(`"key" = ${dollarQuote(options.key)}`);
+    const rows = await this.run<DeadLetterRow>(
+      `${this.timeoutSql}SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable}` +
+        `${conditions.length > 0 ? ` WHERE ${conditions.join(' AND ')}` : ''} ORDER BY "id" LIMIT ${integer(options.limit ?? 100)}`,
     );
     return rows.map(toDeadLetter);
   }
 
   async getDeadLetter(id: string): Promise<WriteBackDeadLetter | undefined> {
-    const rows: DeadLetterRow[] = await this.dataSource.query(
-      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable} WHERE "id" = $1`,
-      [id],
+    const rows = await this.run<DeadLetterRow>(
+      `${this.timeoutSql}SELECT ${DEAD_LETTER_COLUMNS} FROM ${this.deadLettersTable} WHERE "id" = ${dollarQuote(id)}::bigint`,
     );
     return rows.length === 0 ? undefined : toDeadLetter(rows[0]);
   }
 
   /** Returns false if there was no such row. */
   async deleteDeadLetter(id: string): Promise<boolean> {
-    // Wrapped in a SELECT: TypeORM answers a bare DELETE with [rows, rowCount] rather than the rows.
-    const rows: { n: number }[] = await this.dataSource.query(
-      `WITH gone AS (DELETE FROM ${this.deadLettersTable} WHERE "id" = $1 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
-      [id],
+    const rows = await this.run<{ n: number }>(
+      `${this.timeoutSql}WITH gone AS (DELETE FROM ${this.deadLettersTable} WHERE "id" = ${dollarQuote(id)}::bigint RETURNING 1) ` +
+        'SELECT count(*)::int AS n FROM gone',
     );
     return rows[0].n > 0;
   }
 
   async countDeadLetters(): Promise<number> {
-    const rows: { count: number }[] = await this.dataSource.query(`SELECT count(*)::int AS count FROM ${this.deadLettersTable}`);
-    return rows[0].count;
+    const rows = await this.run<{ count: string }>(`${this.timeoutSql}SELECT count(*) AS count FROM ${this.deadLettersTable}`);
+    return Number(rows[0].count);
   }
+}
+
+/** A safe integer as SQL text (versions and counts are never anything else). */
+function integer(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new RangeError(`expected a safe integer, got ${value}`);
+  return String(value);
+}
+
+/** The part of a `pg` Client the store uses (TypeORM's query runner hands out the driver's client). */
+interface PgClient {
+  query(sql: string): Promise<{ rows: unknown[] } | { rows: unknown[] }[]>;
+  connection?: { stream?: { destroy(error?: Error): void } };
 }
 
 function skippedKeys(rows: { skipped: string[] }[]): string[] {
@@ -378,6 +529,55 @@ function toDeadLetter(row: DeadLetterRow): WriteBackDeadLetter {
     firstFailedAt: row.first_failed_at,
     lastFailedAt: row.last_failed_at,
   };
+}
+
+/** The `notified` CTE when nothing is announced. */
+const NO_NOTIFY = `, notified AS (SELECT 1 WHERE false)`;
+
+/** Rows of `write_back_clock` per instance id (see {@link WriteBackStore.replicationSql}). */
+const CLOCK_SLOTS_PER_INSTANCE = 8;
+
+/** Most bytes of one notification payload: Postgres's limit is 8000 (less than that, to be safe). */
+const NOTIFY_PAYLOAD_BYTES = 7900;
+
+/**
+ * The notification bodies of a batch: `["key",version,...]` groups that, behind a header of `headerBytes`, stay
+ * within NOTIFY_PAYLOAD_BYTES (Postgres's limit is 8000), and `*` if a key is too long to be named in one (listeners
+ * then drop every clean copy).
+ */
+export function notifyPayloads(items: readonly FlushItem[], headerBytes: number): string[] {
+  const limit = NOTIFY_PAYLOAD_BYTES - headerBytes - 2;
+  const payloads: string[] = [];
+  let body = '';
+  let bytes = 0;
+  let tooLong = false;
+  for (const item of items) {
+    // A delta is announced with its version negated: it changed the row without necessarily raising the row's
+    // version above a copy another instance holds, so listeners drop every copy of the key.
+    const entry = `${JSON.stringify(item.key)},${item.delta === undefined ? '' : '-'}${item.version}`;
+    const entryBytes = Buffer.byteLength(entry);
+    if (entryBytes > limit) {
+      tooLong = true;
+      continue;
+    }
+    if (bytes > 0 && bytes + 1 + entryBytes > limit) {
+      payloads.push(`[${body}]`);
+      body = '';
+      bytes = 0;
+    }
+    body = bytes === 0 ? entry : `${body},${entry}`;
+    bytes += (bytes === 0 ? 0 : 1) + entryBytes;
+  }
+  if (bytes > 0) payloads.push(`[${body}]`);
+  if (tooLong) payloads.push('*');
+  return payloads;
+}
+
+/** `write_back:<schema>` (one channel per set of tables), hashed when longer than an identifier may be. */
+export function notifyChannel(schema: string | undefined): string {
+  const channel = schema ? `write_back:${schema}` : 'write_back';
+  if (channel.length <= 63) return channel;
+  return `write_back:${createHash('sha1').update(schema!).digest('hex').slice(0, 40)}`;
 }
 
 /** Attempts of a `load` whose connection was lost (see `load`). */
