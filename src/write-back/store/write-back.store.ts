@@ -107,7 +107,10 @@ export class WriteBackStore {
     this.writeSqlHead = `/* write-back batch into ${this.entriesTable} */
       WITH rows AS (
         SELECT r.k, r.n, r.v -> 0 AS value, r.d FROM jsonb_to_recordset(`;
+    // In key order (byte order, the same everywhere): batches of several instances that share keys then lock their
+    // rows in the same order, instead of deadlocking (40P01) over them.
     this.writeSqlBody = `::jsonb) AS r(k text, n int8, v jsonb, d boolean)
+        ORDER BY r.k COLLATE "C"
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "updated_at")
         SELECT rows.k, rows.value, rows.n, now() FROM rows
