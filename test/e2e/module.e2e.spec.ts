@@ -121,7 +121,7 @@ describe('WriteBackModule wiring', () => {
     await roundTrip(service, schema);
     // The module ran its migrations into its own table, not the app's.
     const migrations: { name: string }[] = await dataSource.query(`SELECT name FROM "${schema}".write_back_migrations`);
-    expect(migrations.map((m) => m.name)).toEqual(['CreateWriteBackTables1764130000000', 'CreateWriteBackTombstones1764140000000', 'CreateWriteBackClock1764150000000']);
+    expect(migrations.map((m) => m.name)).toEqual(['CreateWriteBackTables1764130000000', 'CreateWriteBackTombstones1764140000000', 'CreateWriteBackClock1764170000000']);
     await app.close();
     // TypeOrmModule closes its DataSource itself; the write-back drain happened before.
     expect(dataSource.isInitialized).toBe(false);

@@ -2,7 +2,7 @@ import { WriteBackDeadLetterEntity } from './write-back-dead-letter.entity.js';
 import { WriteBackEntryEntity } from './write-back-entry.entity.js';
 import { CreateWriteBackTables1764130000000 } from './migrations/1764130000000-create-write-back-tables.js';
 import { CreateWriteBackTombstones1764140000000 } from './migrations/1764140000000-create-write-back-tombstones.js';
-import { CreateWriteBackClock1764150000000 } from './migrations/1764150000000-create-write-back-clock.js';
+import { CreateWriteBackClock1764170000000 } from './migrations/1764170000000-create-write-back-clock.js';
 import { WriteBackTombstoneEntity } from './write-back-tombstone.entity.js';
 
 /** Add these to the `entities` of a DataSource you pass as `dataSource`. */
@@ -12,7 +12,7 @@ export const WRITE_BACK_ENTITIES = [WriteBackEntryEntity, WriteBackDeadLetterEnt
 export const WRITE_BACK_MIGRATIONS = [
   CreateWriteBackTables1764130000000,
   CreateWriteBackTombstones1764140000000,
-  CreateWriteBackClock1764150000000,
+  CreateWriteBackClock1764170000000,
 ] as const;
 
 export const WRITE_BACK_MIGRATIONS_TABLE = 'write_back_migrations';
