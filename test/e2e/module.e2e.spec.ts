@@ -124,9 +124,9 @@ describe('WriteBackModule wiring', () => {
     expect(migrations.map((m) => m.name)).toEqual([
       'CreateWriteBackTables1764130000000',
       'CreateWriteBackTombstones1764140000000',
-      'CreateWriteBackClock1764150000000',
+      'IndexWriteBackTombstonesDeletedAt1764150000000',
       'CreateWriteBackDeltas1764160000000',
-      'IndexWriteBackTombstonesDeletedAt1764170000000',
+      'CreateWriteBackClock1764170000000',
     ]);
     await app.close();
     // TypeOrmModule closes its DataSource itself; the write-back drain happened before.

@@ -119,7 +119,13 @@ describe.skipIf(skipReason !== undefined)(
         const schema = freshSchema();
         const started = await Promise.all([start({ schema }), start({ schema }), start({ schema })]);
         const { rows } = await started[0].sql.query('SELECT name FROM write_back_migrations ORDER BY id');
-        expect(rows.map((r) => r.name)).toEqual(['CreateWriteBackTables1764130000000', 'CreateWriteBackTombstones1764140000000', 'CreateWriteBackClock1764150000000']);
+        expect(rows.map((r) => r.name)).toEqual([
+          'CreateWriteBackTables1764130000000',
+          'CreateWriteBackTombstones1764140000000',
+          'IndexWriteBackTombstonesDeletedAt1764150000000',
+          'CreateWriteBackDeltas1764160000000',
+          'CreateWriteBackClock1764170000000',
+        ]);
         for (const [n, t] of started.entries()) await t.service.set(`from${n}`, { n });
         await Promise.all(started.map((t) => t.service.flush()));
         expect([...(await tableRows(started[0].sql)).keys()]).toEqual(['from0', 'from1', 'from2']);

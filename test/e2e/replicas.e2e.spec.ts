@@ -138,6 +138,23 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
     await untilAllRead(instances, last);
   });
 
+  it('instances flushing the same keys at once lock them in one order: no deadlock (40P01)', async () => {
+    const instances = await replicas(3, { batchSize: 200 });
+    const keys = Array.from({ length: 1000 }, (_, i) => `shared:${i}`);
+    let seed = 7;
+    const shuffled = () =>
+      [...keys].sort(() => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return (seed % 3) - 1;
+      });
+    for (let round = 0; round < 3; round++) {
+      // Each instance queues the keys in its own order, so its batches hold them in that order.
+      for (const [n, t] of instances.entries()) for (const key of shuffled()) await t.service.set(key, { round, n });
+      await Promise.all(instances.map((t) => t.service.flush()));
+    }
+    expect(instances.map((t) => t.service.stats().flushErrors)).toEqual([0, 0, 0]);
+  });
+
   it('a write made after observing a replica whose clock runs 5 s ahead wins, read or not', async () => {
     const [a, b] = await replicas(2);
     skewClock(b.service, 5000);

@@ -113,7 +113,10 @@ export class WriteBackStore {
       WITH rows AS (
         SELECT r.k, r.n, r.v -> 0 AS value, r.d, r.x, coalesce(r.o, ${dollarQuote(this.deltaOrigin)}) AS origin
         FROM jsonb_to_recordset(`;
+    // In key order (byte order, the same everywhere): batches of several instances that share keys then lock their
+    // rows in the same order, instead of deadlocking (40P01) over them.
     this.writeSqlBody = `::jsonb) AS r(k text, n int8, v jsonb, d boolean, x jsonb, o text)
+        ORDER BY r.k COLLATE "C"
       ), upserted AS (
         INSERT INTO ${this.entriesTable} AS e ("key", "value", "version", "base_version", "last_delta", "updated_at")
         SELECT rows.k, rows.value, rows.n, rows.n, NULL, now() FROM rows

@@ -10,8 +10,8 @@ import { schemaPrefix } from './schema-prefix.js';
  *   `max(version)` at start: a read of at most a few thousand rows instead of a scan of the entries. Seeded here
  *   with the highest version the tables hold already (the one scan, once).
  */
-export class CreateWriteBackClock1764150000000 implements MigrationInterface {
-  name = 'CreateWriteBackClock1764150000000';
+export class CreateWriteBackClock1764170000000 implements MigrationInterface {
+  name = 'CreateWriteBackClock1764170000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     const schema = schemaPrefix(queryRunner);

@@ -2,8 +2,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { schemaPrefix } from './schema-prefix.js';
 
 /** An index on `write_back_tombstones.deleted_at`, so the tombstone sweep finds the oldest rows without a scan. */
-export class IndexWriteBackTombstonesDeletedAt1764170000000 implements MigrationInterface {
-  name = 'IndexWriteBackTombstonesDeletedAt1764170000000';
+export class IndexWriteBackTombstonesDeletedAt1764150000000 implements MigrationInterface {
+  name = 'IndexWriteBackTombstonesDeletedAt1764150000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     const schema = schemaPrefix(queryRunner);
