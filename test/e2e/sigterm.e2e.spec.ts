@@ -9,8 +9,6 @@ const SLOW_FLUSH_SECONDS = 2;
 
 interface Observation {
   at: number;
-  /** When the request was sent: one sent before SIGTERM may be answered after it, describing the state before. */
-  sentAt: number;
   status: number;
   /** The `Connection` header of the answer. */
   connection: string | null;
@@ -27,9 +25,8 @@ function pollReadiness(url: string): { observations: Observation[]; stop: () => 
   const loop = (async () => {
     while (!stopped) {
       try {
-        const sentAt = Date.now();
         const response = await fetch(`${url}/health/ready`);
-        observations.push({ at: Date.now(), sentAt, status: response.status, connection: response.headers.get('connection'), body: await response.json() });
+        observations.push({ at: Date.now(), status: response.status, connection: response.headers.get('connection'), body: await response.json() });
       } catch {
         return;
       }
@@ -114,21 +111,22 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
       expect(elapsed).toBeLessThan(SHUTDOWN_TIMEOUT_MS + 5_000);
       expect(elapsed).toBeGreaterThanOrEqual(SLOW_FLUSH_SECONDS * 1000 - 100);
 
-      const afterSignal = readiness.observations.filter((o) => o.sentAt > signalledAt);
+      const afterSignal = readiness.observations.filter((o) => o.at > signalledAt);
       const down = afterSignal.filter((o) => o.status === 503);
       expect(down.length, 'readiness was observed down before the process exited').toBeGreaterThan(0);
+      // Terminus answers 503 "shutting_down" from its own shutdown hook on; the module's indicator says why too once
+      // its drain runs (the module is global, so its hook may run after terminus').
+      // (While terminus is shutting down it lists every indicator under `details`, `error` stays empty.)
+      const ours = (o: (typeof down)[number]) =>
+        (o.body?.details?.writeBack?.reasons ?? o.body?.error?.writeBack?.reasons)?.includes('shutting down') === true;
+      for (const o of down) expect(o.body?.status === 'shutting_down' || ours(o), JSON.stringify(o)).toBe(true);
+      expect(down.some(ours), 'the indicator reported its drain').toBe(true);
       // Once down it stays down until the server closes.
       expect(afterSignal.slice(afterSignal.indexOf(down[0])).every((o) => o.status === 503)).toBe(true);
-      // A check that was already running when the process took the signal may answer terminus' "shutting_down"
-      // with the indicator's earlier, healthy state (and without Connection: close: its request came first). From
-      // the drain on, every answer is down for that reason and closes its connection.
-      const draining = down.filter((o) => o.body.error?.writeBack !== undefined);
-      expect(draining.length, JSON.stringify(down[0].body)).toBeGreaterThan(0);
-      expect(down.indexOf(draining[0]), 'at most the checks in flight at the signal answer otherwise').toBeLessThanOrEqual(2);
-      expect(draining[0].body.error.writeBack.reasons).toContain('shutting down');
       expect(refusedWrite).toBe(503);
       // Keep-alive connections are closed after each answer once shutdown began, so none holds the exit back.
-      expect(down.slice(down.indexOf(draining[0])).every((o) => o.connection === 'close')).toBe(true);
+      // (A probe already past the middleware when shutdown began may still answer keep-alive, once.)
+      expect(down.slice(1).every((o) => o.connection === 'close')).toBe(true);
       expect(readiness.observations[0].connection).not.toBe('close');
 
       expect(demo.output()).toMatch(new RegExp(`Shutdown drain flushed ${KEYS} entries in \\d+ ms`));
