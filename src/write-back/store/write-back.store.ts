@@ -214,14 +214,14 @@ export class WriteBackStore {
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
     const document = batchDocument(items);
     const params = [document, this.origin];
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, params));
+    // On a runner of its own even without a deadline: a connection that turns out lost is released as broken.
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let expired: Error | undefined;
     let lost: unknown;
     try {
       return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
+        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs || undefined, () => {
           expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
             code: 'ETIMEDOUT',
           });
