@@ -507,12 +507,10 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    */
   private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
     if (!writeThrough && this.cache.hasRoomFor(key, json === null ? 0 : json.length)) {
-      const durable = this.write(key, json, rank);
-      if (durable !== undefined) return durable;
-      // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise, so the flush
-      // timer could not fire until the dirty set was full. Once a flush is due, this write resolves after one turn
-      // of the event loop, in which the due flush starts.
-      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? this.yieldToFlusher() : RESOLVED;
+      // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise (nor on
+      // wal-async's, resolved at once), so the flush timer could not fire until the dirty set was full. Once a flush
+      // is due, this write resolves after one turn of the event loop, in which the due flush starts.
+      return this.afterWrite(this.write(key, json, rank));
     }
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
@@ -539,10 +537,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
 
   private acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
     if (!writeThrough && this.cache.hasRoomFor(key, deltaSize(delta))) {
-      const durable = this.writeDelta(key, delta, rank);
-      if (durable !== undefined) return durable;
       // As for set: a tight loop of increments must let the flusher run once a flush is due.
-      return this.flusher.isFlushDue(this.cache.lastWriteAt) ? this.yieldToFlusher() : RESOLVED;
+      return this.afterWrite(this.writeDelta(key, delta, rank));
     }
     return this.acceptSlowly(key, delta, rank, writeThrough);
   }
@@ -578,6 +574,12 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const durable = this.wal?.append({ key, json, version, rank });
     this.flusher.notifyWrite(rank);
     return durable;
+  }
+
+  /** What a write accepted on the fast path returns: the WAL's promise, then one yield if a flush is due. */
+  private afterWrite(durable: Promise<void> | undefined): Promise<void> {
+    if (!this.flusher.isFlushDue(this.cache.lastWriteAt)) return durable ?? RESOLVED;
+    return durable === undefined ? this.yieldToFlusher() : durable.then(() => this.yieldToFlusher());
   }
 
   /** Resolves after one turn of the event loop (I/O included: setImmediate runs after the poll phase), starting the due flush. */

@@ -39,9 +39,12 @@ describe.skipIf(isPglite())(`a connection terminated between two statements (${N
     expect(proxy.accepted, 'a new connection was opened').toBeGreaterThan(accepted);
   });
 
-  it('a write-through after pg_terminate_backend commits on a fresh connection instead of failing', async () => {
+  it.each([
+    ['with a batch deadline (statementTimeoutMs default)', {}],
+    ['without one (statementTimeoutMs 0)', { statementTimeoutMs: 0 }],
+  ])('a write-through after pg_terminate_backend commits on a fresh connection instead of failing, %s', async (_name, extra) => {
     proxy = await TcpProxy.start(databaseUrl());
-    t = await startWriteBack({ url: proxy.url, flushConcurrency: 1, poolSize: 1 });
+    t = await startWriteBack({ url: proxy.url, flushConcurrency: 1, poolSize: 1, ...extra });
     await t.service.set('before', 1, { writeThrough: true });
     const accepted = proxy.accepted;
     await terminatePooledConnection(t);
