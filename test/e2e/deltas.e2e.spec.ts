@@ -251,4 +251,19 @@ describe('increment and merge on Postgres: coalesced deltas applied exactly once
     expect(left.map((r) => r.key)).toEqual(['dl', 'new']);
     expect(left.every((r) => r.origin !== origin || r.key === 'new')).toBe(true);
   });
+
+  it('another instance reads the sum soon after a commit, even when it held a copy (invalidation of delta commits)', async () => {
+    const schema = freshSchema();
+    const a = await start({ schema });
+    const b = await start({ schema });
+    await b.service.set('likes', 10);
+    await b.service.flush();
+    expect(await a.service.get('likes')).toBe(10); // a now holds a clean copy
+    await b.service.increment('likes', 5);
+    await b.service.flush();
+    await until(async () => (await a.service.get('likes')) === 15, 10_000, 'a reads the sum');
+    await a.service.increment('likes', 1);
+    await a.service.flush();
+    await until(async () => (await b.service.get('likes')) === 16, 10_000, 'b reads the sum');
+  });
 });
