@@ -125,6 +125,7 @@ describe('WriteBackModule wiring', () => {
       'CreateWriteBackTables1764130000000',
       'CreateWriteBackTombstones1764140000000',
       'CreateWriteBackDeltas1764160000000',
+      'AddWriteBackDeadLetterEntity1764170000000',
     ]);
     await app.close();
     // TypeOrmModule closes its DataSource itself; the write-back drain happened before.

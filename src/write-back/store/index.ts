@@ -4,6 +4,7 @@ import { CreateWriteBackTables1764130000000 } from './migrations/1764130000000-c
 import { CreateWriteBackTombstones1764140000000 } from './migrations/1764140000000-create-write-back-tombstones.js';
 import { WriteBackTombstoneEntity } from './write-back-tombstone.entity.js';
 import { CreateWriteBackDeltas1764160000000 } from './migrations/1764160000000-create-write-back-deltas.js';
+import { AddWriteBackDeadLetterEntity1764170000000 } from './migrations/1764170000000-add-write-back-dead-letter-entity.js';
 
 /** Add these to the `entities` of a DataSource you pass as `dataSource`. */
 export const WRITE_BACK_ENTITIES = [WriteBackEntryEntity, WriteBackDeadLetterEntity, WriteBackTombstoneEntity] as const;
@@ -13,6 +14,7 @@ export const WRITE_BACK_MIGRATIONS = [
   CreateWriteBackTables1764130000000,
   CreateWriteBackTombstones1764140000000,
   CreateWriteBackDeltas1764160000000,
+  AddWriteBackDeadLetterEntity1764170000000,
 ] as const;
 
 export const WRITE_BACK_MIGRATIONS_TABLE = 'write_back_migrations';

@@ -9,6 +9,8 @@ import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
+import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
+import type { EntityWriter } from '../entities/entity-writer.js';
 
 /** What the flusher records about a row Postgres kept rejecting. */
 export interface DeadLetterFailure {
@@ -22,7 +24,10 @@ export interface DeadLetterFailure {
 /** A dead letter as the public API returns it (value parsed, version as a number). */
 export interface WriteBackDeadLetter {
   id: string;
+  /** For an entity row: `Entity:[primary key values]`. */
   key: string;
+  /** The entity (by its TypeORM name) of a row of `WriteBackModule.forFeature`; null for a key-value entry. */
+  entity: string | null;
   value: unknown;
   version: number;
   operation: WriteBackOperation;
@@ -47,6 +52,9 @@ export class WriteBackStore {
   private readonly writeSql: string;
   private readonly loadSql: string;
   private readonly deadLettersTable: string;
+  /** Quoted ledger table name, for the entity statements. */
+  readonly ledgerTable: string;
+  private readonly entityWriters = new Map<string, EntityWriter>();
 
   /**
    * @param batchDeadlineMs client-side limit of one batch write (0: none). `statement_timeout` is enforced by the
@@ -71,6 +79,7 @@ export class WriteBackStore {
     // would be error 21000). The value is wrapped in a one-element array: `-> 0` keeps a JSON null a jsonb null.
     // The statement returns the keys the guard skipped: memory holds an older version than Postgres for those.
     const ledgerTable = `${prefix}"write_back_delta_ledger"`;
+    this.ledgerTable = ledgerTable;
     const applyDelta = `${prefix}"write_back_apply_delta"`;
     // Deltas (r.x) are applied to whatever the row holds, exactly once per writer: skipped when the writer's ledger
     // entry for the key already covers the version (a retry after an unknown outcome, a WAL replay), when a later
@@ -152,7 +161,7 @@ export class WriteBackStore {
       type: 'postgres',
       url: options.url,
       schema: options.schema,
-      entities: [...WRITE_BACK_ENTITIES],
+      entities: [...WRITE_BACK_ENTITIES, ...(options.entities ?? [])],
       migrations: [...WRITE_BACK_MIGRATIONS],
       migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
       synchronize: false,
@@ -207,20 +216,84 @@ export class WriteBackStore {
     }
   }
 
+  /** Registers the flush statement and loader of an entity of `WriteBackModule.forFeature`. */
+  registerEntity(writer: EntityWriter): void {
+    const found = this.entityWriters.get(writer.table.name);
+    if (found !== undefined && found.table.metadata.target !== writer.table.metadata.target) {
+      throw new Error(`Two entities named ${writer.table.name} are written behind by one instance`);
+    }
+    this.entityWriters.set(writer.table.name, writer);
+  }
+
+  entityWriter(key: string): EntityWriter {
+    const { entity } = parseEntityKey(key);
+    const writer = this.entityWriters.get(entity);
+    if (writer === undefined) throw new Error(`Entity ${entity} is not registered with WriteBackModule.forFeature on this instance`);
+    return writer;
+  }
+
   /**
-   * Writes one batch (upserts and deletes) in one guarded statement. Returns the keys the version guard skipped
-   * because Postgres already holds a newer version (or a newer delete) of them.
+   * Writes one batch (upserts and deletes) in one guarded statement, or with entity rows one statement per kind
+   * (key-value entries, each entity's table) in one transaction. Returns the keys the version guard skipped because
+   * Postgres already holds a newer version (or a newer delete) of them.
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
-    const document = batchDocument(items);
-    const params = [document, this.origin];
-    if (this.batchDeadlineMs === 0) return skippedKeys(await this.dataSource.query(this.writeSql, params));
+    if (this.entityWriters.size === 0) return this.run([{ sql: this.writeSql, params: [batchDocument(items), this.origin] }]);
+    const plain: FlushItem[] = [];
+    const byEntity = new Map<EntityWriter, FlushItem[]>();
+    for (const item of items) {
+      if (!isEntityKey(item.key)) {
+        plain.push(item);
+        continue;
+      }
+      const writer = this.entityWriter(item.key);
+      const group = byEntity.get(writer);
+      if (group === undefined) byEntity.set(writer, [item]);
+      else group.push(item);
+    }
+    const statements: Statement[] = [];
+    if (plain.length > 0) statements.push({ sql: this.writeSql, params: [batchDocument(plain), this.origin] });
+    for (const [writer, group] of byEntity) {
+      // Entity deltas have their own ledger origin: a key-value key may read like an entity's stored key.
+      statements.push({
+        sql: await writer.sql((sql, params) => this.dataSource.query(sql, params)),
+        params: [writer.document(group), `${this.origin}:entities`],
+        skipped: (keys) => writer.skipped(keys),
+      });
+    }
+    return this.run(statements);
+  }
+
+  /** Runs the statements of one batch: one alone, several in one transaction; under the batch deadline if any. */
+  private async run(statements: readonly Statement[]): Promise<string[]> {
+    const collect = (results: { skipped: string[] }[][]) =>
+      results.flatMap((rows, i) => {
+        const keys = skippedKeys(rows);
+        return statements[i].skipped ? statements[i].skipped!(keys) : keys;
+      });
+    if (this.batchDeadlineMs === 0 && statements.length === 1) {
+      return collect([await this.dataSource.query(statements[0].sql, statements[0].params)]);
+    }
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as { connection?: { stream?: { destroy(error?: Error): void } } };
     let expired: Error | undefined;
+    const work = async () => {
+      if (statements.length === 1) return [await runner.query(statements[0].sql, statements[0].params)];
+      await runner.startTransaction();
+      try {
+        const results = [];
+        for (const statement of statements) results.push(await runner.query(statement.sql, statement.params));
+        await runner.commitTransaction();
+        return results;
+      } catch (error) {
+        if (runner.isTransactionActive && expired === undefined) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
+      }
+    };
     try {
-      return skippedKeys(
-        await withTimeout(runner.query(this.writeSql, params), this.batchDeadlineMs, () => {
+      if (this.batchDeadlineMs === 0) return collect(await work());
+      return collect(
+        await withTimeout(work(), this.batchDeadlineMs, () => {
           expired = Object.assign(new Error(`batch write got no answer within ${this.batchDeadlineMs} ms; connection discarded`), {
             code: 'ETIMEDOUT',
           });
@@ -246,6 +319,7 @@ export class WriteBackStore {
   async load(key: string): Promise<StoredRow | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
+        if (isEntityKey(key)) return await this.entityWriter(key).load((sql, params) => this.dataSource.query(sql, params), key);
         const rows: { json: string; version: string }[] = await this.dataSource.query(this.loadSql, [key]);
         return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
       } catch (error) {
@@ -258,10 +332,10 @@ export class WriteBackStore {
     // The value is passed as JSON text and cast in SQL, so it is stored exactly as serialized at `set`.
     await this.dataSource.query(
       `INSERT INTO ${this.deadLettersTable}
-         ("key", "value", "version", "operation", "error_code", "error_message", "attempts", "first_failed_at", "last_failed_at")
-       VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9)`,
+         ("key", "value", "version", "operation", "error_code", "error_message", "attempts", "first_failed_at", "last_failed_at", "entity")
+       VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
-        item.key,
+        isEntityKey(item.key) ? storedEntityKey(item.key) : item.key,
         item.delta !== undefined ? deltaText(item.delta) : item.json,
         String(item.version),
         item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert',
@@ -270,6 +344,7 @@ export class WriteBackStore {
         failure.attempts,
         failure.firstFailedAt,
         failure.lastFailedAt,
+        isEntityKey(item.key) ? parseEntityKey(item.key).entity : null,
       ],
     );
   }
@@ -342,7 +417,7 @@ export function batchDocument(items: readonly FlushItem[]): string {
 
 const DEAD_LETTER_COLUMNS =
   '"id"::text AS id, "key", "value", "version"::text AS version, "operation", "error_code", "error_message", ' +
-  '"attempts", "first_failed_at", "last_failed_at"';
+  '"attempts", "first_failed_at", "last_failed_at", "entity"';
 
 interface DeadLetterRow {
   id: string;
@@ -355,12 +430,21 @@ interface DeadLetterRow {
   attempts: number;
   first_failed_at: Date;
   last_failed_at: Date;
+  entity: string | null;
+}
+
+interface Statement {
+  sql: string;
+  params: unknown[];
+  /** Maps the statement's skipped keys back to dirty-set keys. */
+  skipped?: (keys: string[]) => string[];
 }
 
 function toDeadLetter(row: DeadLetterRow): WriteBackDeadLetter {
   return {
     id: row.id,
     key: row.key,
+    entity: row.entity,
     value: row.value,
     version: Number(row.version),
     operation: row.operation,
