@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
+import { ArticlesModule } from './articles/articles.module.js';
 import { demoConfig } from './config/demo.config.js';
 import { writeBackModuleOptions } from './config/write-back.config.js';
 import { DeadLettersController } from './kv/dead-letters.controller.js';
@@ -13,7 +14,7 @@ import { MetricsController } from './kv/metrics.controller.js';
 import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js';
 
 /**
- * The demo service: an HTTP key-value API over the write-back cache. Configured from the environment
+ * The demo service: an HTTP key-value API over the write-back cache, and `articles`, an entity written behind. Configured from the environment
  * (`WRITE_BACK_*`, `DATABASE_URL`, `PORT`); without `DATABASE_URL` it runs on embedded Postgres.
  */
 @Module({
@@ -21,6 +22,7 @@ import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js
     ConfigModule.forRoot({ isGlobal: true, load: [demoConfig] }),
     TerminusModule,
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
+    ArticlesModule,
   ],
   controllers: [KvController, KvDeltasController, DeadLettersController, HealthController, MetricsController],
   providers: [{ provide: APP_FILTER, useClass: WriteBackExceptionFilter }, KeepAliveDrain],
