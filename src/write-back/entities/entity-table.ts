@@ -70,6 +70,8 @@ export class EntityTable<T extends ObjectLiteral = ObjectLiteral> {
   /** TypeORM's `@VersionColumn` (int): incremented by every write the module makes, as TypeORM's own saves do. */
   readonly counter: EntityColumn | undefined;
   private readonly byProperty = new Map<string, EntityColumn>();
+  /** Columns inside embedded entities: property paths are then not plain property names. */
+  private readonly embedded: boolean;
 
   private constructor(
     readonly metadata: EntityMetadata,
@@ -94,6 +96,7 @@ export class EntityTable<T extends ObjectLiteral = ObjectLiteral> {
     this.columns = columns;
     this.primary = columns.filter((c) => c.primary);
     for (const column of columns) this.byProperty.set(column.metadata.propertyPath, column);
+    this.embedded = columns.some((c) => c.metadata.embeddedMetadata !== undefined);
     this.updateDate = columns.find((c) => c.metadata.isUpdateDate);
     this.createDate = columns.find((c) => c.metadata.isCreateDate);
     this.counter = columns.find((c) => c.metadata.isVersion);
@@ -204,6 +207,19 @@ export class EntityTable<T extends ObjectLiteral = ObjectLiteral> {
   /** A row document from an entity (or a partial one): undefined properties are left out. */
   document(entity: ObjectLiteral, only?: 'partial'): Record<string, unknown> {
     const doc: Record<string, unknown> = {};
+    if (only === 'partial' && !this.embedded) {
+      // Only the properties the caller named (a partial names few of many columns).
+      for (const property of Object.keys(entity)) {
+        const column = this.byProperty.get(property);
+        const value = entity[property];
+        if (column === undefined || value === undefined) continue;
+        if (column.primary) {
+          throw new WriteBackValidationError(`Entity ${this.name}: update() cannot change primary key column "${property}".`);
+        }
+        doc[column.name] = this.documentValue(column, value);
+      }
+      return doc;
+    }
     for (const column of this.columns) {
       const value = column.metadata.getEntityValue(entity);
       if (value === undefined) continue;

@@ -1,6 +1,6 @@
 import type { ObjectLiteral } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
-import { entityKeyOfStored, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
+import { entityKeyOfStored, parseEntityKey } from '../cache/entity-key.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import type { StoredRow } from '../store/write-back.store.js';
 import { quote, type EntityColumn, type EntityTable } from './entity-table.js';
@@ -22,9 +22,10 @@ type Query = (sql: string, params?: unknown[]) => Promise<any>;
  * - whole rows (`save`): an UPDATE of the columns the document names (the others keep their values), then an
  *   INSERT of the rows that did not exist, with the table's defaults for the columns not named;
  * - deletes;
- * - row deltas (`update`, `increment`): named columns set, increments added to whatever the row holds, guarded by
- *   the delta ledger (origin, key, version) written in the same statement, so each applies exactly once. An update
- *   of an absent row does nothing, as SQL UPDATE does.
+ * - row deltas (`update`, `increment`): named columns set, increments added to whatever the row holds. A delta
+ *   with increments is guarded by the delta ledger (origin, key, version) written in the same statement, so it
+ *   applies exactly once; one that only sets columns is idempotent and skips the ledger (a retry after an unknown
+ *   outcome sets the same values again). An update of an absent row does nothing, as SQL UPDATE does.
  * With a `versionColumn` (bigint) the module writes its version there: saves and deletes apply only above the row's
  * version, a delta's column values only above it (its increments always apply: they commute). TypeORM's
  * `@VersionColumn` (an int) is incremented by each write, as TypeORM's own saves do.
@@ -52,15 +53,17 @@ export class EntityWriter {
     return this.statement;
   }
 
-  /** `[{"k":storedKey,"n":version,"p":{pk},"v":row | "d":true | "x":delta,"o"?:origin}, ...]`. */
+  /**
+   * `[{"k":storedKey,"n":version,"p":[primary key values],"v":row | "d":true | "x":delta,"o"?:origin}, ...]`: the
+   * key's own JSON text of the primary key is pasted in, and the statement names its columns.
+   */
   document(items: readonly FlushItem[]): string {
+    const prefix = `${this.table.name}:`;
     let document = '[';
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      const { primaryKey } = parseEntityKey(item.key);
-      const head = `{"k":${JSON.stringify(storedEntityKey(item.key))},"n":${item.version},"p":${JSON.stringify(
-        this.table.primaryDocument(JSON.parse(primaryKey) as unknown[]),
-      )}`;
+      const primaryKey = item.key.slice(item.key.indexOf('\u0000', 1) + 1);
+      const head = `{"k":${JSON.stringify(prefix + primaryKey)},"n":${item.version},"p":${primaryKey}`;
       if (i > 0) document += ',';
       if (item.delta !== undefined) {
         const origin = item.origin === undefined ? '' : `,"o":${JSON.stringify(item.origin)}`;
@@ -152,7 +155,8 @@ function buildStatement(table: EntityTable<ObjectLiteral>, ledgerTable: string, 
 
   return `
     WITH rows AS (
-      SELECT r.k, r.n, r.v, r.d, r.x, coalesce(r.o, $2) AS origin, jsonb_populate_record(NULL::${T}, r.p) AS p
+      SELECT r.k, r.n, r.v, r.d, r.x, coalesce(r.o, $2) AS origin,
+             jsonb_populate_record(NULL::${T}, jsonb_build_object(${table.primary.map((c, i) => `${lit(c.name)}, r.p -> ${i}`).join(', ')})) AS p
       FROM jsonb_to_recordset($1::jsonb) AS r(k text, n int8, p jsonb, v jsonb, d boolean, x jsonb, o text)
     ), saves AS (
       SELECT rows.k, rows.n, rows.v, jsonb_populate_record(NULL::${T}, rows.v) AS s FROM rows WHERE rows.v IS NOT NULL
@@ -172,19 +176,19 @@ function buildStatement(table: EntityTable<ObjectLiteral>, ledgerTable: string, 
       RETURNING 1
     ), fresh AS (
       SELECT rows.k, rows.n, rows.x, rows.origin, rows.p,
-             jsonb_populate_record(NULL::${T}, coalesce(rows.x -> 'c', '{}')) AS c,
-             jsonb_populate_record(NULL::${T}, coalesce(rows.x -> 'i', '{}')) AS i
+             CASE WHEN rows.x ? 'c' THEN jsonb_populate_record(NULL::${T}, rows.x -> 'c') END AS c,
+             CASE WHEN rows.x ? 'i' THEN jsonb_populate_record(NULL::${T}, rows.x -> 'i') END AS i
       FROM rows
       WHERE rows.x IS NOT NULL
-        AND NOT EXISTS (
-          SELECT 1 FROM ${ledgerTable} l WHERE l."origin" = rows.origin AND l."key" = rows.k AND l."version" >= rows.n)
+        AND (NOT rows.x ? 'i' OR NOT EXISTS (
+          SELECT 1 FROM ${ledgerTable} l WHERE l."origin" = rows.origin AND l."key" = rows.k AND l."version" >= rows.n))
     ), changed AS (
       UPDATE ${T} AS t SET ${deltaSet.length > 0 ? deltaSet.join(', ') : `${q(table.primary[0].name)} = t.${q(table.primary[0].name)}`}
       FROM fresh WHERE ${pkMatch('t', 'fresh.p')}
       RETURNING 1
     ), ledgered AS (
       INSERT INTO ${ledgerTable} AS l ("origin", "key", "version", "applied_at")
-      SELECT fresh.origin, fresh.k, fresh.n, now() FROM fresh
+      SELECT fresh.origin, fresh.k, fresh.n, now() FROM fresh WHERE fresh.x ? 'i'
       ON CONFLICT ("origin", "key") DO UPDATE SET "version" = excluded."version", "applied_at" = excluded."applied_at"
         WHERE l."version" < excluded."version"
       RETURNING 1

@@ -128,6 +128,11 @@ export class WriteBackRepository<T extends ObjectLiteral> {
   }
 
   private serialize(key: string, doc: Record<string, unknown>): string {
-    return serializeValue(storedEntityKey(key), doc, this.service.options.maxValueBytes);
+    try {
+      return serializeValue(this.table.name, doc, this.service.options.maxValueBytes);
+    } catch {
+      // Again, for the message: it names the row (built only when the value is refused).
+      return serializeValue(storedEntityKey(key), doc, this.service.options.maxValueBytes);
+    }
   }
 }
