@@ -12,7 +12,7 @@ import { renderSvg, renderTable } from './lib/report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const SCENARIOS = ['set', 'get', 'sustained', 'wal', 'memory', 'http', 'counters', 'replicas'];
+const SCENARIOS = ['set', 'get', 'sustained', 'wal', 'memory', 'http', 'counters', 'replicas', 'entities'];
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
+import { ArticlesModule } from './articles/articles.module.js';
 import { demoConfig } from './config/demo.config.js';
 import { writeBackModuleOptions } from './config/write-back.config.js';
 import { AdminController } from './kv/admin.controller.js';
@@ -17,14 +18,16 @@ import { MetricsController } from './kv/metrics.controller.js';
 import { WriteBackExceptionFilter, WriteBackModule } from './write-back/index.js';
 
 /**
- * The demo service: an HTTP key-value API over the write-back cache. Configured from the environment
- * (`WRITE_BACK_*`, `DATABASE_URL`, `PORT`, `HOST`, `API_TOKEN`); without `DATABASE_URL` it runs on embedded Postgres.
+ * The demo service: an HTTP key-value API over the write-back cache, and `articles`, an entity written behind.
+ * Configured from the environment (`WRITE_BACK_*`, `DATABASE_URL`, `PORT`, `HOST`, `API_TOKEN`); without
+ * `DATABASE_URL` it runs on embedded Postgres.
  */
 @Module({
   imports: [
     ConfigModule.forRoot({ isGlobal: true, load: [demoConfig] }),
     TerminusModule,
     WriteBackModule.forRootAsync(writeBackModuleOptions()),
+    ArticlesModule,
   ],
   controllers: [KvController, KvDeltasController, AdminController, DeadLettersController, HealthController, MetricsController],
   providers: [

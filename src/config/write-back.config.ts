@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { Article } from '../articles/article.entity.js';
 import { EmbeddedPostgres } from '../embedded/embedded-postgres.js';
 import { EmbeddedPostgresModule } from '../embedded/embedded-postgres.module.js';
 import {
@@ -28,13 +29,15 @@ export function writeBackModuleOptions(): WriteBackModuleAsyncOptions {
     useFactory: async (options: WriteBackModuleOptions, embedded: EmbeddedPostgres): Promise<WriteBackModuleOptions> => {
       // Checked before anything starts, so a bad value names its variable and no embedded server is left behind.
       const resolved = checkEnvOptions(options);
+      // The demo's own entity, written behind by ArticlesModule (WriteBackModule.forFeature needs it in the DataSource).
+      const entities = [Article];
       if (options.url !== undefined) {
         const schema = options.schema === undefined ? '' : `, schema "${options.schema}"`;
         logger.log(`Database: Postgres at ${redactUrl(options.url)} (from ${urlVariable()})${schema}`);
-        return options;
+        return { ...options, entities };
       }
       const url = await embedded.start(resolved.poolSize + 4);
-      return { ...options, url };
+      return { ...options, url, entities };
     },
   };
 }

@@ -225,8 +225,11 @@ export class DeadLetterResponse implements Omit<WriteBackDeadLetter, 'firstFaile
   @ApiProperty({ description: 'bigint id, as a string.', example: '42' })
   id!: string;
 
-  @ApiProperty()
+  @ApiProperty({ description: 'The key; for an entity row `Entity:[primary key values]`.' })
   key!: string;
+
+  @ApiProperty({ type: 'string', nullable: true, description: 'The entity of a written-behind row; null for a key-value entry.', example: 'Article' })
+  entity!: string | null;
 
   @ApiProperty({ ...ANY_JSON_SCHEMA, description: 'The value that was rejected (null for a delete).' } as object)
   value!: unknown;

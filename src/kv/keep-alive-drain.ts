@@ -2,6 +2,7 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 
 interface Response {
   setHeader(name: string, value: string): unknown;
+  writeHead(...args: unknown[]): unknown;
 }
 
 /**
@@ -22,7 +23,17 @@ export class KeepAliveDrain implements OnModuleDestroy {
 
   /** Express middleware, for `app.use()`. */
   readonly middleware = (_request: unknown, response: Response, next: () => void): void => {
-    if (this.closing) response.setHeader('Connection', 'close');
+    if (this.closing) {
+      response.setHeader('Connection', 'close');
+    } else {
+      // A request that arrived before the shutdown but is answered after it (a readiness check waiting on its
+      // query when the signal came) closes its connection too: decided when the answer's head is written.
+      const writeHead = response.writeHead;
+      response.writeHead = (...args: unknown[]) => {
+        if (this.closing) response.setHeader('Connection', 'close');
+        return writeHead.apply(response, args);
+      };
+    }
     next();
   };
 }

@@ -1,4 +1,5 @@
 export { WriteBackModule } from './write-back.module.js';
+export type { WriteBackFeatureEntity } from './write-back.module.js';
 export { WriteBackService } from './write-back.service.js';
 export type { WriteBackSetOptions, WriteBackDeleteOptions, WriteBackStats } from './write-back.service.js';
 export type {
@@ -24,9 +25,17 @@ export {
   getWriteBackHealthIndicatorToken,
   getWriteBackMetricsToken,
   getWriteBackOptionsToken,
+  getWriteBackRepositoryToken,
   getWriteBackServiceToken,
 } from './write-back.constants.js';
-export { InjectWriteBack, InjectWriteBackHealthIndicator, InjectWriteBackMetrics } from './write-back.decorators.js';
+export {
+  InjectWriteBack,
+  InjectWriteBackHealthIndicator,
+  InjectWriteBackMetrics,
+  InjectWriteBackRepository,
+} from './write-back.decorators.js';
+export { WriteBackRepository } from './entities/write-back.repository.js';
+export type { WriteBackEntityId, WriteBackNumericColumn } from './entities/write-back.repository.js';
 export { WriteBackExceptionFilter, writeBackErrorStatus } from './http/write-back-exception.filter.js';
 export type { WriteBackErrorBody } from './http/write-back-exception.filter.js';
 export {

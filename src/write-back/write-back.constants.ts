@@ -1,5 +1,6 @@
 import { WriteBackHealthIndicator } from './health/write-back.health.js';
 import { WriteBackMetrics } from './metrics/write-back.metrics.js';
+import type { EntitySchema, EntityTarget } from 'typeorm';
 import { WriteBackService } from './write-back.service.js';
 
 export const WRITE_BACK_MODULE_OPTIONS = Symbol('WRITE_BACK_MODULE_OPTIONS');
@@ -28,4 +29,18 @@ export function getWriteBackHealthIndicatorToken(name?: string): string | typeof
  */
 export function getWriteBackMetricsToken(name?: string): string | typeof WriteBackMetrics {
   return isDefault(name) ? WriteBackMetrics : `WriteBackMetrics:${name}`;
+}
+
+/**
+ * Injection token of the `WriteBackRepository` of `entity` on the instance `name` (registered with
+ * `WriteBackModule.forFeature([entity], name)`); for `Test.createTestingModule(...).overrideProvider(token)`.
+ */
+export function getWriteBackRepositoryToken(entity: EntityTarget<unknown>, name?: string): string {
+  const entityName =
+    typeof entity === 'function'
+      ? entity.name
+      : typeof entity === 'string'
+        ? entity
+        : ((entity as EntitySchema).options?.name ?? (entity as { name: string }).name);
+  return isDefault(name) ? `WriteBackRepository<${entityName}>` : `WriteBackRepository:${name}<${entityName}>`;
 }

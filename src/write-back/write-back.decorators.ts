@@ -1,5 +1,7 @@
 import { Inject } from '@nestjs/common';
+import type { EntityTarget } from 'typeorm';
 import {
+  getWriteBackRepositoryToken,
   getWriteBackHealthIndicatorToken,
   getWriteBackMetricsToken,
   getWriteBackServiceToken,
@@ -16,3 +18,7 @@ export const InjectWriteBackHealthIndicator = (name?: string): PropertyDecorator
 /** Injects the `WriteBackMetrics` of the instance `name` (undefined when `prom-client` is not installed). */
 export const InjectWriteBackMetrics = (name?: string): PropertyDecorator & ParameterDecorator =>
   Inject(getWriteBackMetricsToken(name));
+
+/** Injects the `WriteBackRepository` of `entity` (registered with `WriteBackModule.forFeature([entity], name)`). */
+export const InjectWriteBackRepository = (entity: EntityTarget<unknown>, name?: string): PropertyDecorator & ParameterDecorator =>
+  Inject(getWriteBackRepositoryToken(entity, name));

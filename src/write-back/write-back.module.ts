@@ -13,8 +13,11 @@ import {
   getWriteBackHealthIndicatorToken,
   getWriteBackMetricsToken,
   getWriteBackOptionsToken,
+  getWriteBackRepositoryToken,
   getWriteBackServiceToken,
 } from './write-back.constants.js';
+import { EntitySchema, type EntityTarget, type ObjectLiteral } from 'typeorm';
+import { WriteBackRepository } from './entities/write-back.repository.js';
 import { WriteBackConfigError, WriteBackDuplicateInstanceError } from './write-back.errors.js';
 import { startReplication } from './store/replication.js';
 import type {
@@ -67,6 +70,38 @@ export class WriteBackModule {
     return { ...module, imports: [...(module.imports ?? []), ...(options.imports ?? [])] };
   }
 
+  /**
+   * Write-behind for the application's own entities: registers a `WriteBackRepository<Entity>` for each (inject it
+   * with `@InjectWriteBackRepository(Entity, name?)`), on the instance `name` (the default one when omitted), sharing
+   * its pool, flusher, WAL, dead letters, health and metrics. The entities must be in the DataSource that instance
+   * uses (the app's own with `dataSource`; with `url`, list them in `forRoot({ entities })`); each is checked at
+   * start (primary key, no relations, column types the flush can send) with a `WriteBackConfigError` naming it.
+   */
+  static forFeature(entities: WriteBackFeatureEntity[], name?: string): DynamicModule {
+    if (!Array.isArray(entities) || entities.length === 0) {
+      throw new WriteBackConfigError('forFeature', 'give an array of one or more TypeORM entities');
+    }
+    const serviceToken = getWriteBackServiceToken(name);
+    const providers: Provider[] = entities.map((feature) => {
+      const { entity, versionColumn } = featureEntity(feature);
+      return {
+      provide: getWriteBackRepositoryToken(entity, name),
+      useFactory: (service: WriteBackService) => {
+        if (!(service instanceof WriteBackService)) {
+          throw new WriteBackConfigError(
+            'forFeature',
+            `the write-back service of instance "${name ?? DEFAULT_WRITE_BACK_NAME}" was replaced (a test override); ` +
+              `override ${getWriteBackRepositoryToken(entity, name)} too`,
+          );
+        }
+        return new WriteBackRepository(service, service.registerEntity(entity, versionColumn));
+      },
+      inject: [serviceToken],
+      };
+    });
+    return { module: WriteBackModule, providers, exports: providers };
+  }
+
   private static build(name: string | undefined, isGlobal: boolean | undefined, optionProviders: Provider[]): DynamicModule {
     // The name shapes the provider graph (tokens), so it is checked now; every other option when the service is built.
     const instance = name ?? DEFAULT_WRITE_BACK_NAME;
@@ -110,6 +145,19 @@ export class WriteBackModule {
       exports: [optionsToken, serviceToken, healthToken, metricsToken],
     };
   }
+}
+
+/**
+ * An entity for `forFeature`: the entity itself, or `{ entity, versionColumn }` naming a bigint column that holds the
+ * module's write versions, so Postgres skips writes older than the row (see the README's "Entities" section).
+ */
+export type WriteBackFeatureEntity = EntityTarget<ObjectLiteral> | { entity: EntityTarget<ObjectLiteral>; versionColumn?: string };
+
+function featureEntity(feature: WriteBackFeatureEntity): { entity: EntityTarget<ObjectLiteral>; versionColumn?: string } {
+  if (feature !== null && typeof feature === 'object' && 'entity' in feature && !(feature instanceof EntitySchema)) {
+    return feature as { entity: EntityTarget<ObjectLiteral>; versionColumn?: string };
+  }
+  return { entity: feature as EntityTarget<ObjectLiteral> };
 }
 
 function rawOptionsToken(name: string | undefined): string {

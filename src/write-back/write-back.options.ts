@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntitySchema } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import { WriteBackConfigError } from './write-back.errors.js';
 
@@ -19,6 +19,13 @@ export interface WriteBackModuleOptions {
    * need not list the module's tables (the module's SQL names them).
    */
   dataSource?: DataSource;
+  /**
+   * With `url`: the application's entities that `WriteBackModule.forFeature` writes behind, added to the DataSource
+   * the module opens (it never synchronizes them: their tables come from the app's migrations). With `dataSource`
+   * they must be in that DataSource instead, and this option is refused.
+   * @default []
+   */
+  entities?: (Function | EntitySchema)[];
   /** Extra TypeORM options for the DataSource opened from `url` (ignored with `dataSource`). */
   connectionOptions?: Partial<Omit<PostgresDataSourceOptions, 'type' | 'url' | 'entities' | 'migrations'>>;
   /**
@@ -278,10 +285,11 @@ export interface WriteBackModuleOptions {
 
 /** The options with every default filled in. */
 export interface ResolvedWriteBackOptions
-  extends Required<Omit<WriteBackModuleOptions, 'url' | 'dataSource' | 'connectionOptions' | 'schema' | 'listenUrl' | 'instanceId'>> {
+  extends Required<Omit<WriteBackModuleOptions, 'url' | 'dataSource' | 'connectionOptions' | 'schema' | 'listenUrl' | 'instanceId' | 'entities'>> {
   url?: string;
   listenUrl?: string;
   instanceId?: number;
+  entities?: (Function | EntitySchema)[];
   dataSource?: DataSource;
   connectionOptions?: WriteBackModuleOptions['connectionOptions'];
   schema?: string;
@@ -394,7 +402,7 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
     throw new WriteBackConfigError('options', 'expected an object');
   }
   checkInstanceName(instance);
-  const known = new Set<string>([...WRITE_BACK_OPTION_NAMES, 'dataSource', 'connectionOptions']);
+  const known = new Set<string>([...WRITE_BACK_OPTION_NAMES, 'dataSource', 'connectionOptions', 'entities']);
   for (const name of Object.keys(options)) {
     if (!known.has(name)) throw new WriteBackConfigError(name, 'unknown option');
   }
@@ -416,6 +424,14 @@ export function resolveWriteBackOptions(options: WriteBackModuleOptions, instanc
   }
   if (resolved.listenUrl !== undefined && (typeof resolved.listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(resolved.listenUrl))) {
     throw new WriteBackConfigError('listenUrl', 'expected a postgres:// or postgresql:// connection string');
+  }
+  if (resolved.entities !== undefined) {
+    if (!Array.isArray(resolved.entities) || resolved.entities.some((e) => typeof e !== 'function' && (typeof e !== 'object' || e === null))) {
+      throw new WriteBackConfigError('entities', 'expected an array of TypeORM entity classes or EntitySchemas');
+    }
+    if (resolved.dataSource !== undefined && resolved.entities.length > 0) {
+      throw new WriteBackConfigError('entities', 'with "dataSource", list the entities in that DataSource instead');
+    }
   }
   if (resolved.schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(resolved.schema)) {
     throw new WriteBackConfigError('schema', 'expected a plain Postgres identifier');

@@ -5,7 +5,10 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityTarget, ObjectLiteral } from 'typeorm';
+import { entityKeyOfStored } from './cache/entity-key.js';
+import { EntityTable } from './entities/entity-table.js';
+import { EntityWriter } from './entities/entity-writer.js';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
 import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
@@ -404,10 +407,11 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     if (letter === undefined) throw new WriteBackDeadLetterNotFoundError(id);
     if (letter.operation === 'delta') return this.replayDeltaDeadLetter(id, letter);
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
+    const key = keyOfDeadLetter(letter);
     let outcome: 'committed' | 'dead-lettered' | 'superseded' = 'superseded';
-    if (this.cache.requeue(letter.key, json, letter.version, PRIORITY_RANK.normal)) {
-      await this.wal?.append({ key: letter.key, json, version: letter.version, rank: PRIORITY_RANK.normal });
-      const result = await this.flusher.flushKey(letter.key);
+    if (this.cache.requeue(key, json, letter.version, PRIORITY_RANK.normal)) {
+      await this.wal?.append({ key, json, version: letter.version, rank: PRIORITY_RANK.normal });
+      const result = await this.flusher.flushKey(key);
       if (result.outcome === 'queued') {
         throw new WriteBackWriteThroughError(letter.key, errorCode(result.error), result.error, true);
       }
@@ -428,7 +432,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     letter: WriteBackDeadLetter,
   ): Promise<{ requeued: boolean; outcome: 'committed' | 'dead-lettered' | 'superseded' }> {
     const item = {
-      key: letter.key,
+      key: keyOfDeadLetter(letter),
       json: null,
       version: letter.version,
       rank: PRIORITY_RANK.normal,
@@ -453,6 +457,63 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    */
   sweepTombstones(): Promise<number> {
     return this.sweeper.sweep();
+  }
+
+  /**
+   * @internal For `WriteBackRepository`: registers `target` (checked against the DataSource's metadata) and returns
+   * its table.
+   */
+  registerEntity<T extends ObjectLiteral>(target: EntityTarget<T>, versionColumn?: string): EntityTable<T> {
+    const table = EntityTable.of(this.store.dataSource, target, this.instanceName, versionColumn);
+    this.store.registerEntity(new EntityWriter(table, this.store.ledgerTable));
+    return table;
+  }
+
+  /** @internal A whole row (`json`) or a delete (`null`) of an entity key. */
+  writeEntityRow(key: string, json: string | null, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen(json === null ? 'delete' : 'save');
+      return this.accept(key, json, rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** @internal A flat delta (columns set, increments) of an entity key. */
+  writeEntityDelta(key: string, delta: Delta, options?: WriteBackSetOptions): Promise<void> {
+    try {
+      this.assertOpen(delta.set === undefined ? 'increment' : 'update');
+      if (this.incrementsUnknownColumn(key, delta)) return this.writeEntityDeltaAfterSave(key, delta, options);
+      return this.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * A pending save that leaves a column out (the row keeps its value, or gets the default) cannot take an
+   * increment of that column in memory: the value is known only once the save is in Postgres. So the save is
+   * written now, and the increment then applies to the row like any other.
+   */
+  private async writeEntityDeltaAfterSave(key: string, delta: Delta, options?: WriteBackSetOptions): Promise<void> {
+    while (this.incrementsUnknownColumn(key, delta)) {
+      const result = await this.flusher.flushKey(key);
+      if (result.outcome === 'queued') throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, true);
+    }
+    return this.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
+  }
+
+  private incrementsUnknownColumn(key: string, delta: Delta): boolean {
+    if (delta.inc === undefined) return false;
+    const dirty = this.cache.dirty.get(key);
+    if (dirty === undefined || dirty.relative || dirty.json === null) return false;
+    const row = JSON.parse(dirty.json) as Record<string, unknown>;
+    return Object.keys(delta.inc).some((column) => !Object.hasOwn(row, column));
+  }
+
+  /** @internal The JSON text of an entity key's row: memory first, then one load shared by concurrent misses. */
+  readEntityRow(key: string): Promise<string | undefined> {
+    return this.cache.get(key);
   }
 
   /** Deletes a dead letter for good. */
@@ -639,6 +700,11 @@ function deltaSize(delta: Delta): number {
   if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
   if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
   return size;
+}
+
+/** The dirty-set key a dead letter was written from. */
+function keyOfDeadLetter(letter: WriteBackDeadLetter): string {
+  return letter.entity ? entityKeyOfStored(letter.entity, letter.key) : letter.key;
 }
 
 /** The caller handles the rejection; the latency side chain must not report it again as unhandled. */

@@ -127,6 +127,7 @@ describe('WriteBackModule wiring', () => {
       'IndexWriteBackTombstonesDeletedAt1764150000000',
       'CreateWriteBackDeltas1764160000000',
       'CreateWriteBackClock1764170000000',
+      'AddWriteBackDeadLetterEntity1764180000000',
     ]);
     await app.close();
     // TypeOrmModule closes its DataSource itself; the write-back drain happened before.

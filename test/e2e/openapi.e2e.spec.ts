@@ -26,6 +26,10 @@ const EXPECTED: Record<string, string[]> = {
   'get /health/live': ['200', '503'],
   'get /health/ready': ['200', '503'],
   'get /metrics': ['200'],
+  'put /articles/{id}': ['204', '400', '401', '415', '503'],
+  'patch /articles/{id}': ['204', '400', '401', '404', '415', '503'],
+  'post /articles/{id}/view': ['204', '401', '404', '415', '503'],
+  'get /articles/{id}': ['200', '404'],
 };
 
 /** Query parameters each operation must document. */

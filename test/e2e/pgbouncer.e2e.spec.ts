@@ -125,6 +125,7 @@ describe.skipIf(skipReason !== undefined)(
           'IndexWriteBackTombstonesDeletedAt1764150000000',
           'CreateWriteBackDeltas1764160000000',
           'CreateWriteBackClock1764170000000',
+          'AddWriteBackDeadLetterEntity1764180000000',
         ]);
         for (const [n, t] of started.entries()) await t.service.set(`from${n}`, { n });
         await Promise.all(started.map((t) => t.service.flush()));

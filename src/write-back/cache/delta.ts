@@ -10,6 +10,24 @@ export type JsonObject = { [field: string]: unknown };
 export interface Delta {
   readonly patches?: readonly JsonObject[];
   readonly inc?: number | Readonly<Record<string, number>>;
+  /**
+   * A flat delta (an entity row's columns): `set` names columns and their new values, then `inc` adds to columns.
+   * Unlike merge patches a value is never merged into: a later value of a column replaces an earlier one, `null`
+   * is SQL NULL (not a removal) and a jsonb column value is replaced whole. Flat deltas never hold `patches`.
+   */
+  readonly flat?: true;
+  readonly set?: Readonly<Record<string, unknown>>;
+}
+
+/** A flat delta setting `columns` (already serialized and parsed back, so a snapshot). */
+export function setColumnsDelta(columns: Record<string, unknown>): Delta {
+  return { flat: true, set: columns };
+}
+
+/** A flat delta adding `by` (a safe integer, checked) to `column`. */
+export function incrementColumnDelta(key: string, column: string, by: unknown): Delta {
+  checkAddend(key, `increment of column "${column}"`, by);
+  return { flat: true, inc: { [column]: by } };
 }
 
 const isObject = (value: unknown): value is JsonObject =>
@@ -62,6 +80,7 @@ function checkAddend(key: string, what: string, value: unknown): asserts value i
 /** `prev` then `next` as one delta. Throws when the two cannot apply to one value (a number and an object). */
 export function composeDelta(key: string, prev: Delta | undefined, next: Delta): Delta {
   if (prev === undefined) return next;
+  if (prev.flat === true || next.flat === true) return composeFlat(key, prev, next);
   if (next.patches !== undefined) {
     if (typeof prev.inc === 'number') {
       throw new WriteBackInvalidDeltaError(key, 'a merge patch cannot follow a number increment: the value is a number');
@@ -91,6 +110,61 @@ export function composeDelta(key: string, prev: Delta | undefined, next: Delta):
   const inc: Record<string, number> = { ...(prev.inc as Record<string, number>) };
   for (const [field, add] of Object.entries(by)) inc[field] = addSafely(key, `field "${field}"`, inc[field] ?? 0, add);
   return { ...prev, inc };
+}
+
+/** Flat deltas: a later value of a column replaces the earlier one and what earlier increments did to it. */
+function composeFlat(key: string, prev: Delta, next: Delta): Delta {
+  if (prev.flat !== true || next.flat !== true) {
+    throw new WriteBackInvalidDeltaError(key, 'a row update cannot be composed with a key-value delta');
+  }
+  let set = prev.set;
+  let inc = prev.inc as Readonly<Record<string, number>> | undefined;
+  if (next.set !== undefined) {
+    set = { ...set, ...next.set };
+    if (inc !== undefined) inc = withoutFields(inc, next.set as JsonObject);
+  }
+  if (next.inc !== undefined) {
+    const sum: Record<string, number> = { ...inc };
+    for (const [column, add] of Object.entries(next.inc as Record<string, number>)) {
+      sum[column] = addSafely(key, `column "${column}"`, sum[column] ?? 0, add);
+    }
+    inc = sum;
+  }
+  const delta: { flat: true; set?: Readonly<Record<string, unknown>>; inc?: Readonly<Record<string, number>> } = { flat: true };
+  if (set !== undefined) delta.set = set;
+  if (inc !== undefined) delta.inc = inc;
+  return delta;
+}
+
+/**
+ * A flat delta applied to a row (column name -> value): an update of an absent row does nothing (undefined), as
+ * SQL UPDATE does. Increments add to numbers, and to the decimal strings TypeORM uses for bigint and numeric
+ * columns, exactly; a NULL column counts from 0.
+ */
+function applyFlat(key: string, value: unknown, delta: Delta): unknown {
+  if (value === undefined) return undefined;
+  if (!isObject(value)) throw new WriteBackInvalidDeltaError(key, `a row update needs a row, found ${describe(value)}`);
+  const next: JsonObject = delta.set === undefined ? { ...value } : { ...value, ...delta.set };
+  for (const [column, by] of Object.entries((delta.inc ?? {}) as Record<string, number>)) {
+    const current = next[column] ?? 0;
+    if (typeof current === 'number') next[column] = Number.isInteger(current) ? addSafely(key, `column "${column}"`, current, by) : current + by;
+    else if (typeof current === 'string' && DECIMAL.test(current)) next[column] = addDecimal(current, by);
+    else throw new WriteBackInvalidDeltaError(key, `column "${column}" is ${describe(current)}, not a number`);
+  }
+  return next;
+}
+
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+/** `text` (a decimal string) + `by` (a safe integer), exact, keeping the scale of `text`. */
+export function addDecimal(text: string, by: number): string {
+  const point = text.indexOf('.');
+  const scale = point < 0 ? 0 : text.length - point - 1;
+  const units = BigInt(point < 0 ? text : text.slice(0, point) + text.slice(point + 1)) + BigInt(by) * 10n ** BigInt(scale);
+  if (scale === 0) return units.toString();
+  const negative = units < 0n;
+  const digits = (negative ? -units : units).toString().padStart(scale + 1, '0');
+  return `${negative ? '-' : ''}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
 }
 
 function withoutFields(inc: Readonly<Record<string, number>>, patch: JsonObject): Readonly<Record<string, number>> | undefined {
@@ -136,6 +210,7 @@ export function applyMergePatch(target: unknown, patch: unknown): unknown {
  * {}). Throws {@link WriteBackInvalidDeltaError} when the value has the wrong type or a sum leaves the safe range.
  */
 export function applyDelta(key: string, value: unknown, delta: Delta): unknown {
+  if (delta.flat === true) return applyFlat(key, value, delta);
   let result = value;
   for (const patch of delta.patches ?? []) result = applyMergePatch(result, patch);
   const inc = delta.inc;
@@ -172,17 +247,24 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
-/** `{"p":[patches],"i":inc}` (members omitted when absent): how a delta travels to Postgres and into the WAL. */
+/**
+ * `{"p":[patches],"i":inc}`, or for a flat delta `{"f":1,"c":{columns},"i":inc}` (members omitted when absent): how
+ * a delta travels to Postgres and into the WAL.
+ */
 export function deltaText(delta: Delta): string {
   const parts: string[] = [];
+  if (delta.flat === true) parts.push('"f":1');
+  if (delta.set !== undefined) parts.push(`"c":${JSON.stringify(delta.set)}`);
   if (delta.patches !== undefined) parts.push(`"p":${JSON.stringify(delta.patches)}`);
   if (delta.inc !== undefined) parts.push(`"i":${JSON.stringify(delta.inc)}`);
   return `{${parts.join(',')}}`;
 }
 
 export function parseDeltaText(text: string): Delta {
-  const { p, i } = JSON.parse(text) as { p?: JsonObject[]; i?: number | Record<string, number> };
-  const delta: { patches?: JsonObject[]; inc?: number | Record<string, number> } = {};
+  const { p, i, f, c } = JSON.parse(text) as { p?: JsonObject[]; i?: number | Record<string, number>; f?: 1; c?: JsonObject };
+  const delta: { patches?: JsonObject[]; inc?: number | Record<string, number>; flat?: true; set?: JsonObject } = {};
+  if (f === 1) delta.flat = true;
+  if (c !== undefined) delta.set = c;
   if (p !== undefined) delta.patches = p;
   if (i !== undefined) delta.inc = i;
   return delta;

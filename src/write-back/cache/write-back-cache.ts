@@ -5,6 +5,7 @@ import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { applyDelta, composeDelta, type Delta } from './delta.js';
 import { DirtySet } from './dirty-set.js';
 import { HybridClock } from './hybrid-clock.js';
+import { isEntityKey } from './entity-key.js';
 
 export interface CacheCounters {
   reads: number;
@@ -236,6 +237,8 @@ export class WriteBackCache implements FlushListener {
   writeDelta(key: string, delta: Delta, rank: number, serialize: (value: unknown) => string, deltaChars = 0): number {
     const dirty = this.dirty.get(key);
     if (dirty !== undefined && !dirty.relative) {
+      // A row update of a row pending delete changes nothing, as an UPDATE of an absent row does.
+      if (delta.flat === true && dirty.json === null) return dirty.version;
       const value = applyDelta(key, dirty.json === null ? undefined : JSON.parse(dirty.json), delta);
       return this.write(key, serialize(value), rank);
     }
@@ -301,6 +304,13 @@ export class WriteBackCache implements FlushListener {
       this.clean.delete(item.key);
       this.markLoadsStale(item.key);
       if (clean) this.wakeRoomWaiters();
+      return;
+    }
+    if (clean && isEntityKey(item.key)) {
+      // An entity row as Postgres holds it may differ from what was sent (column defaults, generated columns):
+      // the next read loads it.
+      this.clean.delete(item.key);
+      this.wakeRoomWaiters();
       return;
     }
     if (this.announcedInFlight.size > 0 && this.settleAnnounced(item, clean)) superseded = true;

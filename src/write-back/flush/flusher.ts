@@ -4,6 +4,7 @@ import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncat
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
 import { classifyError, errorCode, isLostConnection } from './error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
+import { isEntityKey, storedEntityKey } from '../cache/entity-key.js';
 
 /** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
 export interface FlushSink {
@@ -530,7 +531,7 @@ export class Flusher {
     const code = errorCode(error);
     if (entry.attempts < this.options.maxRetries) {
       this.logger.warn(
-        `Postgres rejected key "${truncate(item.key)}" (${code}: ${errorMessage(error)}); ` +
+        `Postgres rejected key "${truncate(displayKey(item.key))}" (${code}: ${errorMessage(error)}); ` +
           `attempt ${entry.attempts} of ${this.options.maxRetries}`,
       );
       return this.writeItems([item], onFailure);
@@ -548,13 +549,13 @@ export class Flusher {
       const delay = this.breaker.recordFailure(this.now());
       this.dirty.release(item);
       this.logger.error(
-        `Could not dead-letter key "${truncate(item.key)}" (${errorMessage(deadLetterError)}); kept dirty, retry in ${delay} ms`,
+        `Could not dead-letter key "${truncate(displayKey(item.key))}" (${errorMessage(deadLetterError)}); kept dirty, retry in ${delay} ms`,
       );
       return;
     }
     this.counters.deadLettered++;
     this.logger.error(
-      `Dead-lettered ${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'} of key "${truncate(item.key)}" version ${item.version} ` +
+      `Dead-lettered ${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'} of key "${truncate(displayKey(item.key))}" version ${item.version} ` +
         `after ${entry.attempts} attempts (${code}: ${errorMessage(error)})`,
     );
     this.settle(item, 'deadLettered', this.dirty.complete(item), false);
@@ -584,6 +585,11 @@ export class Flusher {
     }
     this.lastCircuit = state === 'half-open' ? this.lastCircuit : state;
   }
+}
+
+/** Entity rows are logged as `Entity:[primary key]` (their dirty-set key holds NUL separators). */
+function displayKey(key: string): string {
+  return isEntityKey(key) ? storedEntityKey(key) : key;
 }
 
 function sleep(ms: number): Promise<void> {

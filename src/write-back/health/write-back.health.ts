@@ -62,13 +62,15 @@ export class WriteBackHealthIndicator implements OnModuleInit {
       reasons.push(`dirty bytes ${stats.dirtyBytes} > dirtyBytesHighWatermark ${options.dirtyBytesHighWatermark}`);
     }
     if (stats.circuit === 'open') reasons.push('circuit open: Postgres is failing');
-    if (this.service.isShuttingDown) reasons.push('shutting down');
     let deadLetters: number | null = null;
     try {
       deadLetters = await withTimeout(this.service.countDeadLetters(), 1000, () => new Error('timed out after 1000 ms'));
     } catch (error) {
       this.logger.debug(`Could not count dead letters: ${(error as Error).message}`);
     }
+    // Checked after the query: a shutdown that began while it ran must show in this answer (terminus reports
+    // "shutting_down" from its own flag, read when the answer is assembled).
+    if (this.service.isShuttingDown) reasons.push('shutting down');
     return {
       healthy: reasons.length === 0,
       details: {

@@ -6,6 +6,7 @@ import { IndexWriteBackTombstonesDeletedAt1764150000000 } from './migrations/176
 import { CreateWriteBackDeltas1764160000000 } from './migrations/1764160000000-create-write-back-deltas.js';
 import { CreateWriteBackClock1764170000000 } from './migrations/1764170000000-create-write-back-clock.js';
 import { WriteBackTombstoneEntity } from './write-back-tombstone.entity.js';
+import { AddWriteBackDeadLetterEntity1764180000000 } from './migrations/1764180000000-add-write-back-dead-letter-entity.js';
 
 /** The module's tables as TypeORM entities (for reading them; the module's own SQL does not need them). */
 export const WRITE_BACK_ENTITIES = [WriteBackEntryEntity, WriteBackDeadLetterEntity, WriteBackTombstoneEntity] as const;
@@ -17,6 +18,7 @@ export const WRITE_BACK_MIGRATIONS = [
   IndexWriteBackTombstonesDeletedAt1764150000000,
   CreateWriteBackDeltas1764160000000,
   CreateWriteBackClock1764170000000,
+  AddWriteBackDeadLetterEntity1764180000000,
 ] as const;
 
 export const WRITE_BACK_MIGRATIONS_TABLE = 'write_back_migrations';

@@ -36,4 +36,8 @@ export class WriteBackDeadLetterEntity {
 
   @Column({ name: 'last_failed_at', type: 'timestamptz' })
   lastFailedAt!: Date;
+
+  /** The entity of a row of `WriteBackModule.forFeature` (its key is then `Entity:[primary key]`); null otherwise. */
+  @Column({ type: 'text', nullable: true })
+  entity!: string | null;
 }

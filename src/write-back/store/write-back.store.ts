@@ -10,6 +10,8 @@ import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
+import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
+import type { EntityWriter } from '../entities/entity-writer.js';
 
 /** What the flusher records about a row Postgres kept rejecting. */
 export interface DeadLetterFailure {
@@ -23,7 +25,10 @@ export interface DeadLetterFailure {
 /** A dead letter as the public API returns it (value parsed, version as a number). */
 export interface WriteBackDeadLetter {
   id: string;
+  /** For an entity row: `Entity:[primary key values]`. */
   key: string;
+  /** The entity (by its TypeORM name) of a row of `WriteBackModule.forFeature`; null for a key-value entry. */
+  entity: string | null;
   value: unknown;
   version: number;
   operation: WriteBackOperation;
@@ -46,6 +51,9 @@ export interface StoredRow {
 export class WriteBackStore {
   private readonly entriesTable: string;
   private readonly deadLettersTable: string;
+  /** Quoted ledger table name, for the entity statements. */
+  readonly ledgerTable: string;
+  private readonly entityWriters = new Map<string, EntityWriter>();
   /**
    * The batch statement around its one input, the batch document: `writeSqlHead + literal + writeSqlBody`, then
    * the clock and notify parts ({@link replicationSql}) and `writeSqlResult`.
@@ -108,6 +116,7 @@ export class WriteBackStore {
     // The batch document comes first in the text and pg_stat_activity shows only its start: the comment says
     // which table the statement writes to.
     const ledgerTable = `${prefix}"write_back_delta_ledger"`;
+    this.ledgerTable = ledgerTable;
     const applyDelta = `${prefix}"write_back_apply_delta"`;
     this.writeSqlHead = `/* write-back batch into ${this.entriesTable} */
       WITH rows AS (
@@ -208,7 +217,7 @@ export class WriteBackStore {
       type: 'postgres',
       url: options.url,
       schema: options.schema,
-      entities: [...WRITE_BACK_ENTITIES],
+      entities: [...WRITE_BACK_ENTITIES, ...(options.entities ?? [])],
       migrations: [...WRITE_BACK_MIGRATIONS],
       migrationsTableName: WRITE_BACK_MIGRATIONS_TABLE,
       synchronize: false,
@@ -278,14 +287,68 @@ export class WriteBackStore {
    * because Postgres already holds a newer version (or a newer delete) of them.
    */
   async writeBatch(items: readonly FlushItem[]): Promise<string[]> {
-    const sql =
+    if (this.entityWriters.size === 0) {
+      // Statements: the timeout, the batch, the fix-up (if any): the batch's result is the second.
+      const rows = (await this.runAll<{ skipped: string[]; high: string | null }>(this.batchSql(items), this.batchDeadlineMs))[1];
+      return this.batchResult(rows);
+    }
+    const plain: FlushItem[] = [];
+    const byEntity = new Map<EntityWriter, FlushItem[]>();
+    for (const item of items) {
+      if (!isEntityKey(item.key)) {
+        plain.push(item);
+        continue;
+      }
+      const writer = this.entityWriter(item.key);
+      const group = byEntity.get(writer);
+      if (group === undefined) byEntity.set(writer, [item]);
+      else group.push(item);
+    }
+    // One query string, so one implicit transaction: the key-value batch (and its fix-up), then one statement per
+    // entity, each with its inputs inline like every statement of the store.
+    let sql = (plain.length > 0 ? this.batchSql(plain) : this.timeoutSql).replace(/;\s*$/, '');
+    const fixUp = plain.length > 0 && this.fixUpSql(plain) !== '' ? 1 : 0;
+    const writers = [...byEntity];
+    for (const [writer, group] of writers) {
+      // Entity deltas have their own ledger origin: a key-value key may read like an entity's stored key.
+      const text = await writer.sql((query, params) => this.dataSource.query(query, params));
+      sql += `;${inline(text, [writer.document(group), `${this.deltaOrigin}:entities`])}`;
+    }
+    const results = await this.runAll<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs);
+    const skipped = plain.length > 0 ? this.batchResult(results[1]) : [];
+    const first = plain.length > 0 ? 2 + fixUp : 1;
+    writers.forEach(([writer], i) => skipped.push(...writer.skipped(skippedKeys(results[first + i]))));
+    return skipped;
+  }
+
+  /** The key-value batch as a query string: the timeout, the batch statement, the fix-up statement (if any). */
+  private batchSql(items: readonly FlushItem[]): string {
+    return (
       `${this.timeoutSql}${this.writeSqlHead}${dollarQuote(batchDocument(items))}${this.writeSqlBody}` +
-      `${this.replicationSql(items)}${this.writeSqlResult};${this.fixUpSql(items)}`;
-    // Statements: the timeout, the batch, the fix-up (if any): the batch's result is the second.
-    const rows = await this.run<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs, 1);
+      `${this.replicationSql(items)}${this.writeSqlResult};${this.fixUpSql(items)}`
+    );
+  }
+
+  private batchResult(rows: { skipped: string[]; high: string | null }[]): string[] {
     const high = rows[0]?.high;
     if (high != null) this.onObserved?.(Number(high));
     return skippedKeys(rows);
+  }
+
+  /** Registers the flush statement and loader of an entity of `WriteBackModule.forFeature`. */
+  registerEntity(writer: EntityWriter): void {
+    const found = this.entityWriters.get(writer.table.name);
+    if (found !== undefined && found.table.metadata.target !== writer.table.metadata.target) {
+      throw new Error(`Two entities named ${writer.table.name} are written behind by one instance`);
+    }
+    this.entityWriters.set(writer.table.name, writer);
+  }
+
+  entityWriter(key: string): EntityWriter {
+    const { entity } = parseEntityKey(key);
+    const writer = this.entityWriters.get(entity);
+    if (writer === undefined) throw new Error(`Entity ${entity} is not registered with WriteBackModule.forFeature on this instance`);
+    return writer;
   }
 
   /**
@@ -361,7 +424,12 @@ export class WriteBackStore {
    * Runs a simple-protocol query string on a pooled connection and returns the rows of its last statement. With a
    * `deadlineMs` (0: none), a query with no answer by then fails with ETIMEDOUT and its connection is discarded.
    */
-  private async run<Row>(sql: string, deadlineMs = 0, statement = -1): Promise<Row[]> {
+  private async run<Row>(sql: string, deadlineMs = 0): Promise<Row[]> {
+    return (await this.runAll<Row>(sql, deadlineMs)).at(-1)!;
+  }
+
+  /** Like {@link run}, with the rows of every statement of the query string, in order. */
+  private async runAll<Row>(sql: string, deadlineMs = 0): Promise<Row[][]> {
     const runner = this.dataSource.createQueryRunner();
     const client = (await runner.connect()) as PgClient;
     let expired: Error | undefined;
@@ -377,7 +445,7 @@ export class WriteBackStore {
               });
               return expired;
             });
-      return (Array.isArray(result) ? result.at(statement)! : result).rows as Row[];
+      return (Array.isArray(result) ? result : [result]).map((part) => part.rows as Row[]);
     } catch (error) {
       // A FATAL (57P01 after pg_terminate_backend, a restart) can arrive before the socket closes: released as
       // healthy, the connection would fail the retry too.
@@ -404,6 +472,7 @@ export class WriteBackStore {
   async load(key: string): Promise<StoredRow | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
+        if (isEntityKey(key)) return await this.entityWriter(key).load((query, params) => this.dataSource.query(query, params), key);
         const rows = await this.run<{ json: string; version: string }>(`${this.timeoutSql}${this.loadSql}${dollarQuote(key)}`);
         return rows.length === 0 ? undefined : { json: rows[0].json, version: Number(rows[0].version) };
       } catch (error) {
@@ -417,11 +486,13 @@ export class WriteBackStore {
     const text = (value: string | null) => (value === null ? 'NULL' : dollarQuote(value));
     await this.run(
       `${this.timeoutSql}INSERT INTO ${this.deadLettersTable} ("key", "value", "version", "operation", "error_code", ` +
-        `"error_message", "attempts", "first_failed_at", "last_failed_at") VALUES (${text(item.key)}, ` +
+        `"error_message", "attempts", "first_failed_at", "last_failed_at", "entity") VALUES (` +
+        `${text(isEntityKey(item.key) ? storedEntityKey(item.key) : item.key)}, ` +
         `${text(item.delta !== undefined ? deltaText(item.delta) : item.json)}::jsonb, ${integer(item.version)}, ` +
         `'${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'}', ` +
         `${text(failure.code ?? null)}, ${text(failure.message)}, ${integer(failure.attempts)}, ` +
-        `'${failure.firstFailedAt.toISOString()}'::timestamptz, '${failure.lastFailedAt.toISOString()}'::timestamptz)`,
+        `'${failure.firstFailedAt.toISOString()}'::timestamptz, '${failure.lastFailedAt.toISOString()}'::timestamptz, ` +
+        `${text(isEntityKey(item.key) ? parseEntityKey(item.key).entity : null)})`,
     );
   }
 
@@ -470,6 +541,14 @@ interface PgClient {
   connection?: { stream?: { destroy(error?: Error): void } };
 }
 
+/**
+ * `sql` with its `$1`, `$2`... replaced by dollar-quoted literals of `values`, in one pass (a literal's own text is
+ * never scanned again): the entity statements are written with parameters, the store sends no parameters.
+ */
+function inline(sql: string, values: readonly string[]): string {
+  return sql.replace(/\$(\d+)(?!\d)/g, (match, n: string) => (Number(n) <= values.length ? dollarQuote(values[Number(n) - 1]) : match));
+}
+
 function skippedKeys(rows: { skipped: string[] }[]): string[] {
   return rows[0]?.skipped ?? [];
 }
@@ -504,7 +583,7 @@ export function batchDocument(items: readonly FlushItem[]): string {
 
 const DEAD_LETTER_COLUMNS =
   '"id"::text AS id, "key", "value", "version"::text AS version, "operation", "error_code", "error_message", ' +
-  '"attempts", "first_failed_at", "last_failed_at"';
+  '"attempts", "first_failed_at", "last_failed_at", "entity"';
 
 interface DeadLetterRow {
   id: string;
@@ -517,12 +596,14 @@ interface DeadLetterRow {
   attempts: number;
   first_failed_at: Date;
   last_failed_at: Date;
+  entity: string | null;
 }
 
 function toDeadLetter(row: DeadLetterRow): WriteBackDeadLetter {
   return {
     id: row.id,
     key: row.key,
+    entity: row.entity,
     value: row.value,
     version: Number(row.version),
     operation: row.operation,
