@@ -407,6 +407,19 @@ describe('WriteBackModule.forFeature: write-behind into the app\'s own entity ta
     expect(await profileRow(a, ADA)).toMatchObject({ logins: 8000, bio: 'from a', tags: ['from b'], name: 'Ada' });
   });
 
+  it('another instance reads a committed change of an entity row soon after (invalidation covers entity rows)', async () => {
+    const schema = freshSchema();
+    const a = await start({ schema });
+    const b = await start({ schema }, false);
+    await a.sql.query(`INSERT INTO wb_profiles (id, name) VALUES ($1, 'Ada')`, [ADA]);
+    expect(await b.profiles.findOneBy(ADA)).toMatchObject({ name: 'Ada' }); // b now holds a clean copy
+    await a.profiles.update(ADA, { name: 'Ada L.' });
+    await a.profiles.increment(ADA, 'logins', 2);
+    await a.service.flush();
+    await until(async () => (await b.profiles.findOneBy(ADA))?.name === 'Ada L.', 10_000, 'b reads the new name');
+    expect(await b.profiles.findOneBy(ADA)).toMatchObject({ name: 'Ada L.', logins: 2 });
+  });
+
   it('injects the repository with @InjectWriteBackRepository and refuses entities it cannot write behind, naming the fix', async () => {
     const schema = freshSchema();
     await createTables(schema);

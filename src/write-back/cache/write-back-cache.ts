@@ -347,7 +347,8 @@ export class WriteBackCache implements FlushListener {
   invalidate(key: string, version: number, delta = false): void {
     this.clock.observe(version);
     const dirty = this.dirty.get(key);
-    if (dirty !== undefined && !dirty.relative && dirty.version < version) {
+    // An entity row has no version guard in Postgres by default: a pending write of it still wins when it flushes.
+    if (dirty !== undefined && !dirty.relative && dirty.version < version && !isEntityKey(key)) {
       if (dirty.inFlight) {
         if ((this.announcedInFlight.get(key) ?? 0) < version) this.announcedInFlight.set(key, version);
       } else {

@@ -314,6 +314,9 @@ export class WriteBackStore {
       const text = await writer.sql((query, params) => this.dataSource.query(query, params));
       sql += `;${inline(text, [writer.document(group), `${this.deltaOrigin}:entities`])}`;
     }
+    // The entity rows are announced like key-value entries (in the same transaction: heard when it commits).
+    const entityItems = writers.flatMap(([, group]) => group);
+    if (this.replication?.notify === true && entityItems.length > 0) sql += `;${this.notifySql(entityItems)}`;
     const results = await this.runAll<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs);
     const skipped = plain.length > 0 ? this.batchResult(results[1]) : [];
     const first = plain.length > 0 ? 2 + fixUp : 1;
@@ -381,6 +384,14 @@ export class WriteBackStore {
           (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' || p.payload)
         FROM (VALUES ${values}) AS p(payload)
       )`;
+  }
+
+  /** A statement of its own that announces `items` (see {@link replicationSql}). */
+  private notifySql(items: readonly FlushItem[]): string {
+    const origin = this.replication!.origin;
+    const values = notifyPayloads(items, origin.length + 16).map((payload) => `(${dollarQuote(payload)})`).join(', ');
+    return `SELECT count(pg_notify('${this.channel}', '${origin} ' ||
+        (extract(epoch FROM clock_timestamp()) * 1000)::int8 || ' ' || p.payload)) FROM (VALUES ${values}) AS p(payload)`;
   }
 
   /**
@@ -636,9 +647,10 @@ export function notifyPayloads(items: readonly FlushItem[], headerBytes: number)
   let bytes = 0;
   let tooLong = false;
   for (const item of items) {
-    // A delta is announced with its version negated: it changed the row without necessarily raising the row's
-    // version above a copy another instance holds, so listeners drop every copy of the key.
-    const entry = `${JSON.stringify(item.key)},${item.delta === undefined ? '' : '-'}${item.version}`;
+    // A delta, or an entity row, is announced with its version negated: it changed the row without necessarily
+    // raising a version above a copy another instance holds, so listeners drop every copy of the key.
+    const negated = item.delta !== undefined || isEntityKey(item.key);
+    const entry = `${JSON.stringify(item.key)},${negated ? '-' : ''}${item.version}`;
     const entryBytes = Buffer.byteLength(entry);
     if (entryBytes > limit) {
       tooLong = true;
