@@ -543,6 +543,9 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
     const elapsed = Date.now() - started;
     if (this.wal !== undefined) await this.wal.close();
+    // Nothing is written after the drain: the listen connection goes now, before any database (an embedded one, the
+    // app's) closes in a later hook and the listener would take that for an outage.
+    await this.listener?.close();
     if (left === 0) {
       this.logger.log(`Shutdown drain flushed ${dirty} entries in ${elapsed} ms`);
     } else if (this.wal !== undefined) {
