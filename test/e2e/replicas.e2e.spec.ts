@@ -255,7 +255,21 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
     await untilAllRead([b], new Map([['k', { v: 3 }]]));
   });
 
-  it('singleInstance: no listener, no notifications', async () => {
+  it('singleInstance: a delete of a key Postgres does not hold leaves no row behind (its placeholder is removed)', async () => {
+    const t = await startWriteBack({ singleInstance: true });
+    try {
+      await t.service.set('kept', 1);
+      await t.service.delete('never-written');
+      await t.service.delete('kept');
+      await t.service.set('back', 2);
+      await t.service.flush();
+      expect([...(await tableRows(t.sql)).keys()]).toEqual(['back']);
+    } finally {
+      await t.close();
+    }
+  });
+
+    it('singleInstance: no listener, no notifications', async () => {
     const t = await startWriteBack({ singleInstance: true });
     apps.push(t);
     expect(t.service.stats().listener).toBe('off');

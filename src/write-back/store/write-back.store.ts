@@ -402,13 +402,18 @@ export class WriteBackStore {
    * row (see `claimed`), and a delete could not see an upsert committed while it waited: either may then have
    * left a row at or below the key's tombstone. This second statement of the same transaction takes a new snapshot
    * (read committed), which sees whichever of the two committed first, and removes such rows, the placeholders
-   * included: whatever the interleaving, the higher version wins. Only with other instances (not `singleInstance`:
-   * one instance never flushes one key on two connections at once).
+   * included: whatever the interleaving, the higher version wins. For every key only with other instances (one
+   * instance never flushes one key on two connections at once); with `singleInstance` for the deletes alone, whose
+   * placeholders it removes.
    */
   private fixUpSql(items: readonly FlushItem[]): string {
-    if (this.replication === undefined || !this.replication.notify) return '';
+    // With other instances every key of the batch is checked. A single instance only needs it for its deletes: each
+    // inserted a placeholder row (see `claimed`) that only this statement removes.
+    const others = this.replication !== undefined && this.replication.notify;
+    const checked = others ? items : items.filter((item) => item.json === null && item.delta === undefined);
+    if (checked.length === 0) return '';
     let keys = '[';
-    for (let i = 0; i < items.length; i++) keys += (i > 0 ? ',' : '') + JSON.stringify(items[i].key);
+    for (let i = 0; i < checked.length; i++) keys += (i > 0 ? ',' : '') + JSON.stringify(checked[i].key);
     keys += ']';
     return `
       DELETE FROM ${this.entriesTable} AS e USING ${this.tombstonesTable} AS t
