@@ -695,12 +695,14 @@ function validateDeadLetterId(id: unknown, name: string): void {
 }
 
 /**
- * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's JSON text (kept as a snapshot since the
- * call), a small constant per increment. Composed deltas are counted as the sum of their parts (an upper bound).
+ * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's (or an entity update's columns') JSON
+ * text (kept as a snapshot since the call), a small constant per increment. Composed deltas are counted as the sum
+ * of their parts (an upper bound).
  */
 function deltaSize(delta: Delta): number {
   let size = 0;
   if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
+  if (delta.set !== undefined) size += JSON.stringify(delta.set).length;
   if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
   return size;
 }
