@@ -116,7 +116,10 @@ export class WriteBackCache implements FlushListener {
     }
   }
 
-  /** One load of `key` at a time; the row is cached clean unless a write (or a delta commit) made it stale. */
+  /**
+   * One load of `key` at a time, shared by every reader; the row is cached clean unless a write (or a delta commit)
+   * made it stale, or the key now holds a value in memory (a key holding deltas keeps it as their base).
+   */
   private loadRow(key: string): PendingLoad {
     const found = this.loading.get(key);
     if (found !== undefined) return found;
@@ -143,23 +146,7 @@ export class WriteBackCache implements FlushListener {
   }
 
   private async load(key: string): Promise<string | undefined> {
-    let pending = this.loading.get(key);
-    if (pending === undefined) {
-      this.counters.loads++;
-      const created: PendingLoad = { stale: false, minVersion: 0, epoch: this.epoch, promise: undefined! };
-      created.promise = this.loader(key)
-        .then((row) => {
-          if (row === undefined) return row;
-          this.clock.observe(row.version);
-          if (this.cacheable(created, row) && !this.dirty.has(key)) this.clean.set(key, row);
-          return row;
-        })
-        .finally(() => {
-          if (this.loading.get(key) === created) this.loading.delete(key);
-        });
-      this.loading.set(key, created);
-      pending = created;
-    }
+    const pending = this.loadRow(key);
     const row = await pending.promise;
     if (!pending.stale) return row?.json;
     // Written while loading: what memory holds now is newer than the row read.
