@@ -187,4 +187,15 @@ describe('deltas in the cache', () => {
     const [rest] = restored.dirty.take(10);
     expect(rest).toMatchObject({ version: cache.dirty.get('k')!.version, delta: { patches: [{ b: 'x' }] } });
   });
+
+  it('a miss whose load was overtaken by a write, then an increment, reads the value with the increment', async () => {
+    let answer!: (row: StoredRow | undefined) => void;
+    const cache = new WriteBackCache(100, 1000, () => new Promise<StoredRow | undefined>((resolve) => (answer = resolve)));
+    const read = cache.get('k');
+    cache.write('k', '1', NORMAL); // the load in flight is now stale
+    for (const item of cache.dirty.take(10)) cache.onCommitted(item, cache.dirty.complete(item));
+    cache.writeDelta('k', { inc: 2 }, NORMAL, serialize);
+    answer({ json: '0', version: 1 });
+    expect(await read).toBe('3');
+  });
 });

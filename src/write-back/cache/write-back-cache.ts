@@ -149,9 +149,9 @@ export class WriteBackCache implements FlushListener {
     const pending = this.loadRow(key);
     const row = await pending.promise;
     if (!pending.stale) return row?.json;
-    // Written while loading: what memory holds now is newer than the row read.
+    // Written while loading: what memory holds now is newer than the row read (deltas apply to a base of their own).
     const dirty = this.dirty.get(key);
-    if (dirty !== undefined) return dirty.json ?? undefined;
+    if (dirty !== undefined) return dirty.relative ? this.getRelative(key) : (dirty.json ?? undefined);
     return this.clean.peek(key)?.json;
   }
 
