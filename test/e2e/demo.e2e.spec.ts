@@ -1,9 +1,9 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { bootDemoApp } from '../support/demo-app.js';
 import { demoEnvOf, withDemoEnv } from '../support/demo-env.js';
 
 const demoEnvAtStart = demoEnvOf(process.env);
@@ -20,14 +20,7 @@ interface Demo {
 
 /** Boots the demo service on the test database, in a fresh schema, listening on a free port. */
 async function startDemo(env: Record<string, string> = {}): Promise<Demo> {
-  const schema = freshSchema();
-  const app = await withDemoEnv(
-    { DATABASE_URL: databaseUrl(), WRITE_BACK_SCHEMA: schema, WRITE_BACK_AUTO_FLUSH: 'false', ...env },
-    () => createApp({ logger: ['error'] }),
-  );
-  await app.listen(0, '127.0.0.1');
-  const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
-  const sql = await connectSql(schema);
+  const { app, base, schema, sql, close } = await bootDemoApp(env);
   const send = async (method: string, path: string, raw: string | undefined, contentType?: string) => {
     const response = await fetch(base + path, {
       method,
@@ -45,10 +38,7 @@ async function startDemo(env: Record<string, string> = {}): Promise<Demo> {
     request: (method, path, body) =>
       send(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined && method !== 'POST' ? undefined : 'application/json'),
     putRaw: (path, raw, contentType = 'application/json') => send('PUT', path, raw, contentType),
-    async close() {
-      await app.close();
-      await sql.end();
-    },
+    close,
   };
 }
 

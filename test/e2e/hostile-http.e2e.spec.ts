@@ -1,10 +1,10 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { bootDemoApp } from '../support/demo-app.js';
 import { withDemoEnv } from '../support/demo-env.js';
 
 interface Answer {
@@ -26,14 +26,7 @@ const JSON_TYPE = { 'content-type': 'application/json' };
 const TOKEN = 'a-test-token-of-32-characters-00';
 
 async function startDemo(env: Record<string, string> = {}): Promise<Demo> {
-  const schema = freshSchema();
-  const app = await withDemoEnv(
-    { DATABASE_URL: databaseUrl(), WRITE_BACK_SCHEMA: schema, WRITE_BACK_AUTO_FLUSH: 'false', ...env },
-    () => createApp({ logger: ['error'] }),
-  );
-  await app.listen(0, '127.0.0.1');
-  const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
-  const sql = await connectSql(schema);
+  const { app, base, sql, close } = await bootDemoApp(env);
   const auth: Record<string, string> = env.API_TOKEN ? { authorization: `Bearer ${env.API_TOKEN}` } : {};
   const send: Demo['send'] = async (method, path, options = {}) => {
     const response = await fetch(base + path, { method, body: options.body, headers: options.headers ?? {} });
@@ -52,10 +45,7 @@ async function startDemo(env: Record<string, string> = {}): Promise<Demo> {
     sql,
     send,
     writes: async () => (await send('GET', '/admin/stats', { headers: auth })).body.writes,
-    async close() {
-      await app.close();
-      await sql.end();
-    },
+    close,
   };
 }
 
