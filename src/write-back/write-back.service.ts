@@ -532,7 +532,10 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   async onApplicationShutdown(): Promise<void> {
     await this.beforeApplicationShutdown();
     await this.listener?.close();
-    if (this.ownsDataSource && this.store.dataSource.isInitialized) await this.store.dataSource.destroy();
+    if (this.ownsDataSource && this.store.dataSource.isInitialized) {
+      this.store.abandonConnections();
+      await this.store.dataSource.destroy();
+    }
   }
 
   private async drain(): Promise<void> {
@@ -542,6 +545,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const started = Date.now();
     const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
     const elapsed = Date.now() - started;
+    // A batch still in the air when the drain gave up would keep the DataSource from closing until it timed out.
+    if (left > 0) this.store.abandonConnections();
     if (this.wal !== undefined) await this.wal.close();
     // Nothing is written after the drain: the listen connection goes now, before any database (an embedded one, the
     // app's) closes in a later hook and the listener would take that for an outage.

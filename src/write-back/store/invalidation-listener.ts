@@ -157,8 +157,8 @@ export class InvalidationListener {
         },
         (error: unknown) => {
           clearTimeout(timer);
-          // A silent partition: the socket must go, or its late answer would be read as alive.
-          (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+          // A silent partition: the socket must go, or its late answer would be read as alive. lost() ends the
+          // client, and pg's end() destroys the socket of a client whose query is still in the air.
           this.lost(client, error);
         },
       );

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { DataSource, MigrationExecutor } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
+import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
 import type { FlushItem } from '../cache/dirty-set.js';
 import { isLostConnection } from '../flush/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
@@ -69,6 +70,8 @@ export class WriteBackStore {
   /** Set by {@link startClock}: what the batch statement records and announces. */
   private replication: { slotBase: number; origin: string; notify: boolean } | undefined;
   private batchCounter = 0;
+  /** Connections checked out of the pool by {@link runAll} now. */
+  private readonly leases = new Set<Lease>();
   /**
    * Told the highest version Postgres held for keys the version guard skipped in a batch (the hybrid clock
    * observes it).
@@ -446,40 +449,64 @@ export class WriteBackStore {
     return (await this.runAll<Row>(sql, deadlineMs)).at(-1)!;
   }
 
-  /** Like {@link run}, with the rows of every statement of the query string, in order. */
+  /**
+   * Like {@link run}, with the rows of every statement of the query string, in order. Through the public API of the
+   * `pg` pool TypeORM built (`PostgresDriver.master`): `connect()`, then `release(error)` for a connection that must
+   * not be handed out again, which the pool then closes (a query still in the air: its socket is destroyed).
+   */
   private async runAll<Row>(sql: string, deadlineMs = 0): Promise<Row[][]> {
-    const runner = this.dataSource.createQueryRunner();
-    const client = (await runner.connect()) as PgClient;
-    let expired: Error | undefined;
-    let lost: unknown;
+    const lease: Lease = { client: await this.pool().connect(), released: false };
+    const client = lease.client;
+    // The client is out of the pool, whose idle error handler is off: a socket error while it is held (a restart,
+    // a proxy cutting it) must not crash the process. The query fails with it as well.
+    let broken: unknown;
+    const onError = (error: unknown) => (broken ??= error);
+    client.on('error', onError);
+    this.leases.add(lease);
     try {
       const answer = client.query(sql);
       const result =
         deadlineMs === 0
           ? await answer
           : await withTimeout(answer, deadlineMs, () => {
-              expired = Object.assign(new Error(`batch write got no answer within ${deadlineMs} ms; connection discarded`), {
+              const expired = Object.assign(new Error(`batch write got no answer within ${deadlineMs} ms; connection discarded`), {
                 code: 'ETIMEDOUT',
               });
+              broken = expired;
               return expired;
             });
       return (Array.isArray(result) ? result : [result]).map((part) => part.rows as Row[]);
     } catch (error) {
       // A FATAL (57P01 after pg_terminate_backend, a restart) can arrive before the socket closes: released as
       // healthy, the connection would fail the retry too.
-      if (expired === undefined && isLostConnection(error)) lost = error;
+      if (broken === undefined && isLostConnection(error)) broken = error;
       throw error;
     } finally {
-      if (expired !== undefined) {
-        // The pool must not hand this connection out again: close its socket and release it as broken.
-        client.connection?.stream?.destroy();
-        await (runner as unknown as { releasePostgresConnection(error: Error): Promise<void> }).releasePostgresConnection(expired);
-      } else if (lost !== undefined) {
-        await (runner as unknown as { releasePostgresConnection(error: unknown): Promise<void> }).releasePostgresConnection(lost);
-      } else {
-        await runner.release();
+      this.leases.delete(lease);
+      client.removeListener('error', onError);
+      if (!lease.released) {
+        lease.released = true;
+        client.release(broken === undefined ? undefined : broken instanceof Error ? broken : new Error(String(broken)));
       }
     }
+  }
+
+  /**
+   * Closes the connections statements of this store still hold (a batch stuck behind a lock when the shutdown drain
+   * gave up): the pool's `end()` waits for every connection to come back, so the DataSource could not close until
+   * their statements timed out. Their statements fail as lost connections.
+   */
+  abandonConnections(): void {
+    for (const lease of this.leases) {
+      lease.released = true;
+      lease.client.release(new Error('write-back store closing: statement abandoned'));
+    }
+    this.leases.clear();
+  }
+
+  /** The `pg` pool of the DataSource: TypeORM's documented `PostgresDriver.master`. */
+  private pool(): PgPool {
+    return (this.dataSource.driver as PostgresDriver).master as PgPool;
   }
 
   /**
@@ -553,10 +580,23 @@ function integer(value: number): string {
   return String(value);
 }
 
-/** The part of a `pg` Client the store uses (TypeORM's query runner hands out the driver's client). */
+/** A connection {@link WriteBackStore.runAll} holds, released exactly once (pg-pool throws on a second release). */
+interface Lease {
+  client: PgClient;
+  released: boolean;
+}
+
+/** The part of a `pg` Pool (and its clients) the store uses. */
+interface PgPool {
+  connect(): Promise<PgClient>;
+}
+
 interface PgClient {
   query(sql: string): Promise<{ rows: unknown[] } | { rows: unknown[] }[]>;
-  connection?: { stream?: { destroy(error?: Error): void } };
+  on(event: 'error', listener: (error: unknown) => void): void;
+  removeListener(event: 'error', listener: (error: unknown) => void): void;
+  /** Back to the pool; with an error, the pool closes the connection instead of handing it out again. */
+  release(error?: Error): void;
 }
 
 /**
