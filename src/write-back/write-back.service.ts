@@ -15,7 +15,7 @@ import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/
 import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
-import { Flusher, type FlushError, type FlushReport, type FlushTimer } from './flush/flusher.js';
+import { Flusher, type FlushError, type FlushTimer } from './flush/flusher.js';
 import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
 import {
@@ -26,9 +26,9 @@ import {
   WriteBackWriteThroughError,
 } from './write-back.errors.js';
 import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
-import { errorCode } from './flush/error-classifier.js';
+import { errorCode } from './store/error-classifier.js';
 import type { FlushListener } from './flush/flusher.js';
-import type { FlushItem } from './cache/dirty-set.js';
+import type { FlushItem, FlushReport } from './model.js';
 import type { WalRecord, WriteAheadLog } from './wal/index.js';
 import { HybridClock } from './cache/hybrid-clock.js';
 import { InvalidationListener, type ListenerState } from './store/invalidation-listener.js';

@@ -13,7 +13,7 @@ import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import { parseWalDeltaState, walDeltaState } from '../../src/write-back/cache/wal-delta-state.js';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/write-back.errors.js';
-import type { StoredRow } from '../../src/write-back/store/write-back.store.js';
+import type { StoredRow } from '../../src/write-back/model.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 const serialize = (value: unknown) => JSON.stringify(value);

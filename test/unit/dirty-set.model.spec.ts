@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DirtySet, type FlushItem } from '../../src/write-back/cache/dirty-set.js';
+import { DirtySet } from '../../src/write-back/cache/dirty-set.js';
+import type { FlushItem } from '../../src/write-back/model.js';
 import { ReferenceDirtySet } from './support/reference-dirty-set.js';
 
 /** A small deterministic PRNG (LCG), so a failure replays. */

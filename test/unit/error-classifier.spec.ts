@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyError, errorCode, sqlState } from '../../src/write-back/flush/error-classifier.js';
+import { classifyError, errorCode, sqlState } from '../../src/write-back/store/error-classifier.js';
 
 function pgError(code: string, message = `error ${code}`): Error {
   return Object.assign(new Error(message), { code });

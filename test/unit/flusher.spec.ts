@@ -1,14 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DirtySet, PRIORITY_RANK, type FlushItem } from '../../src/write-back/cache/dirty-set.js';
+import { DirtySet, PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
-import {
-  Flusher,
-  type FlushListener,
-  type FlushSink,
-  type FlushTimer,
-  type FlusherOptions,
-} from '../../src/write-back/flush/flusher.js';
-import type { DeadLetterFailure } from '../../src/write-back/store/write-back.store.js';
+import { Flusher, type FlushListener, type FlushTimer, type FlusherOptions } from '../../src/write-back/flush/flusher.js';
+import type { DeadLetterFailure, FlushItem, FlushSink } from '../../src/write-back/model.js';
 import { WriteBackFlushTimeoutError } from '../../src/write-back/write-back.errors.js';
 
 const HIGH = PRIORITY_RANK.high;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isLostConnection } from '../../src/write-back/flush/error-classifier.js';
+import { isLostConnection } from '../../src/write-back/store/error-classifier.js';
 
 const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
 

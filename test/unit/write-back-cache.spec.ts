@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
-import type { StoredRow } from '../../src/write-back/store/write-back.store.js';
+import type { StoredRow } from '../../src/write-back/model.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 

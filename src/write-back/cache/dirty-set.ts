@@ -1,5 +1,6 @@
 import type { WriteBackPriority } from '../write-back.options.js';
 import type { Delta } from './delta.js';
+import type { FlushItem } from '../model.js';
 
 export const PRIORITY_RANK: Readonly<Record<WriteBackPriority, number>> = { high: 0, normal: 1, low: 2 };
 export const PRIORITY_NAMES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];
@@ -33,19 +34,6 @@ export interface DirtyEntry {
   /** Permanent-failure attempts of the current version. */
   attempts: number;
   firstFailedAt: number;
-}
-
-/** The immutable snapshot of an entry that one flush writes. */
-export interface FlushItem {
-  readonly key: string;
-  /** The value's JSON text; null for a delete, or for a delta (see `delta`). */
-  readonly json: string | null;
-  readonly version: number;
-  readonly rank: number;
-  /** A change to apply to the stored value, exactly once (the ledger in Postgres knows `origin` and `version`). */
-  readonly delta?: Delta;
-  /** Whose ledger entry guards the delta: the instance by default; a dead letter's own when replayed. */
-  readonly origin?: string;
 }
 
 /**

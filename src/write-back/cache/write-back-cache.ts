@@ -1,6 +1,4 @@
-import type { FlushListener } from '../flush/flusher.js';
-import type { FlushItem } from './dirty-set.js';
-import type { StoredRow } from '../store/write-back.store.js';
+import type { FlushItem, StoredRow } from '../model.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { applyDelta, composeDelta, type Delta } from './delta.js';
 import { DirtySet } from './dirty-set.js';
@@ -35,7 +33,7 @@ interface PendingLoad {
  * with one load per key at a time, and the room left under `maxDirtyEntries`. Values are kept as the JSON text
  * serialized at `set`. No timers, no SQL: the loader is injected.
  */
-export class WriteBackCache implements FlushListener {
+export class WriteBackCache {
   readonly dirty = new DirtySet();
   readonly clean: CleanCache;
   readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0, superseded: 0 };

@@ -1,8 +1,7 @@
 import type { ObjectLiteral } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
 import { entityKeyOfStored, parseEntityKey } from '../cache/entity-key.js';
-import type { FlushItem } from '../cache/dirty-set.js';
-import type { StoredRow } from '../store/write-back.store.js';
+import type { FlushItem, StoredRow } from '../model.js';
 import { quote, type EntityColumn, type EntityTable } from './entity-table.js';
 
 interface CatalogColumn {

@@ -1,17 +1,10 @@
-import type { DirtySet, FlushItem } from '../cache/dirty-set.js';
-import type { DeadLetterFailure } from '../store/write-back.store.js';
+import type { DirtySet } from '../cache/dirty-set.js';
+import type { FlushItem, FlushReport, FlushSink } from '../model.js';
 import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
-import { classifyError, errorCode, isLostConnection } from './error-classifier.js';
+import { classifyError, errorCode, isLostConnection } from '../store/error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import { isEntityKey, storedEntityKey } from '../cache/entity-key.js';
-
-/** Where the flusher writes. Implemented by WriteBackStore; tests may pass their own. */
-export interface FlushSink {
-  /** Resolves with the keys the version guard skipped (Postgres holds a newer version), if it reports them. */
-  writeBatch(items: readonly FlushItem[]): Promise<readonly string[] | void>;
-  insertDeadLetter(item: FlushItem, failure: DeadLetterFailure): Promise<void>;
-}
 
 /** One timer slot the flusher re-arms itself (wired to SchedulerRegistry by the module). */
 export interface FlushTimer {
@@ -52,16 +45,6 @@ export interface FlushListener {
   onCommitted(item: FlushItem, clean: boolean, superseded: boolean): void;
   /** `item` went to the dead-letter table; `clean` as above. */
   onDeadLettered(item: FlushItem, clean: boolean): void;
-}
-
-export interface FlushReport {
-  /** Entries that were dirty when flush() was called. */
-  requested: number;
-  /** Of those, committed (at their version or a newer one). */
-  committed: number;
-  /** Of those, moved to the dead-letter table. */
-  deadLettered: number;
-  durationMs: number;
 }
 
 export interface FlushCounters {

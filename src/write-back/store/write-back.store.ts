@@ -3,8 +3,8 @@ import { DataSource, MigrationExecutor } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
-import type { FlushItem } from '../cache/dirty-set.js';
-import { isLostConnection } from '../flush/error-classifier.js';
+import type { DeadLetterFailure, FlushItem, FlushSink, StoredRow } from '../model.js';
+import { isLostConnection } from './error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import { dollarQuote, localStatementTimeout } from './session-free-sql.js';
 import type { ResolvedWriteBackOptions } from '../write-back.options.js';
@@ -13,15 +13,6 @@ import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
 import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
 import type { EntityWriter } from '../entities/entity-writer.js';
-
-/** What the flusher records about a row Postgres kept rejecting. */
-export interface DeadLetterFailure {
-  code: string | undefined;
-  message: string;
-  attempts: number;
-  firstFailedAt: Date;
-  lastFailedAt: Date;
-}
 
 /** A dead letter as the public API returns it (value parsed, version as a number). */
 export interface WriteBackDeadLetter {
@@ -40,16 +31,11 @@ export interface WriteBackDeadLetter {
   lastFailedAt: Date;
 }
 
-export interface StoredRow {
-  json: string;
-  version: number;
-}
-
 /**
  * All SQL of the module. A batch travels as one jsonb parameter whatever its size (Postgres allows 65,535
  * parameters per statement); the JSON text serialized at `set` is sent as is.
  */
-export class WriteBackStore {
+export class WriteBackStore implements FlushSink {
   private readonly entriesTable: string;
   private readonly deadLettersTable: string;
   /** Quoted ledger table name, for the entity statements. */
