@@ -12,25 +12,23 @@ import { EntityWriter } from './entities/entity-writer.js';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
 import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
-import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
-import { WriteBackCache } from './cache/write-back-cache.js';
+import type { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
-import { Flusher, type FlushError, type FlushTimer } from './flush/flusher.js';
+import type { FlushError, FlushTimer } from './flush/flusher.js';
 import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
 import {
   WriteBackClosedError,
   WriteBackDeadLetterNotFoundError,
-  WriteBackOverloadedError,
   WriteBackValidationError,
   WriteBackWriteThroughError,
 } from './write-back.errors.js';
 import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
 import { errorCode } from './store/error-classifier.js';
-import type { FlushListener } from './flush/flusher.js';
-import type { FlushItem, FlushReport } from './model.js';
+import type { FlushReport } from './model.js';
 import type { WalRecord, WriteAheadLog } from './wal/index.js';
 import { HybridClock } from './cache/hybrid-clock.js';
+import { RESOLVED, WritePipeline } from './write-pipeline.js';
 import { InvalidationListener, type ListenerState } from './store/invalidation-listener.js';
 import type { ReplicationStart } from './store/replication.js';
 
@@ -102,7 +100,6 @@ export interface WriteBackStats {
 }
 
 const SET_LATENCY_SAMPLE_MASK = 7;
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * The public API: a write-back cache over one Postgres table. Writes land in memory and return; a background
@@ -110,12 +107,12 @@ const RESOLVED: Promise<void> = Promise.resolve();
  */
 export class WriteBackService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger: Logger;
+  private readonly pipeline: WritePipeline;
+  /** The pipeline's cache, for reads. */
   private readonly cache: WriteBackCache;
-  private readonly flusher: Flusher;
   private readonly setLatency: RecordableHistogram = createHistogram();
   private setCalls = 0;
   private setLatencyObserver: ((seconds: number) => void) | undefined;
-  private closing = false;
   private readonly sweeper: TombstoneSweeper;
   private shutdownDone: Promise<void> | undefined;
   private readonly listener: InvalidationListener | undefined;
@@ -127,7 +124,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     private readonly ownsDataSource: boolean,
     timer: FlushTimer,
     readonly instanceName = 'default',
-    private readonly wal?: WriteAheadLog,
+    wal?: WriteAheadLog,
     recovered: readonly WalRecord[] = [],
     replication?: ReplicationStart,
   ) {
@@ -136,15 +133,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const clock = new HybridClock(replication?.instanceId ?? 0);
     clock.observe(replication?.highWater ?? 0);
     store.onObserved = (version) => clock.observe(version);
-    this.cache = new WriteBackCache(
-      options.maxEntries,
-      options.maxDirtyEntries,
-      (key) => store.load(key),
-      Date.now,
-      options.maxDirtyBytes,
-      options.maxCleanBytes,
-      clock,
-    );
+    this.pipeline = new WritePipeline(options, { sink: store, load: (key) => store.load(key), clock, timer, logger: this.logger, wal });
+    this.cache = this.pipeline.cache;
     if (replication?.listen !== undefined) {
       this.listener = new InvalidationListener(replication.listen, replication.channel, replication.origin, this.cache, this.logger, {
         retryBaseDelayMs: options.retryBaseDelayMs,
@@ -152,32 +142,9 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
         heartbeatMs: options.listenHeartbeatMs,
       });
     }
-    const cache = this.cache;
-    if (wal) cache.onSuperseded = (item) => wal.settle(item.key, item.version);
-    // The WAL may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
-    const listener: FlushListener = wal
-      ? {
-          onCommitted(item: FlushItem, clean: boolean, superseded: boolean) {
-            cache.onCommitted(item, clean, superseded);
-            wal.settle(item.key, item.version);
-          },
-          onDeadLettered(item: FlushItem, clean: boolean) {
-            cache.onDeadLettered(item, clean);
-            wal.settle(item.key, item.version);
-          },
-        }
-      : cache;
-    this.flusher = new Flusher(this.cache.dirty, store, listener, options, timer, this.logger);
     // Recovery happens here, before the module hands the service to anyone: replayed writes are dirty again
     // at their logged versions and flush as usual (the version guard makes a second flush harmless).
-    for (const record of recovered) {
-      if (record.delta === true) {
-        const state = parseWalDeltaState(record.json!);
-        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank, record.json!.length);
-      } else {
-        this.cache.requeue(record.key, record.json, record.version, record.rank);
-      }
-    }
+    this.pipeline.recover(recovered);
     if (recovered.length > 0) {
       this.logger.log(`Replayed ${recovered.length} entries from the write-ahead log in ${options.walDir}`);
     }
@@ -199,8 +166,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    * sweeper runs with the flush timer: `autoFlush: false` (tests) runs no background work at all.
    */
   onApplicationBootstrap(): void {
-    if (this.closing) return;
-    this.flusher.start();
+    if (this.pipeline.isClosing) return;
+    this.pipeline.start();
     if (this.options.autoFlush) this.sweeper.start();
   }
 
@@ -241,7 +208,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       validateKey(key, this.options.maxKeyLength);
       const rank = rankOf(options);
       const json = serializeValue(key, value, this.options.maxValueBytes);
-      accepted = this.accept(key, json, rank, options?.writeThrough === true);
+      accepted = this.pipeline.accept(key, json, rank, options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -267,7 +234,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     try {
       this.assertOpen('increment');
       validateKey(key, this.options.maxKeyLength);
-      return this.acceptDelta(key, incrementDelta(key, by), rankOf(options), options?.writeThrough === true);
+      return this.pipeline.acceptDelta(key, incrementDelta(key, by), rankOf(options), options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -284,7 +251,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       validateKey(key, this.options.maxKeyLength);
       // Serialized once like a value: validated, and a snapshot the caller's object cannot change.
       const json = serializeValue(key, patch, this.options.maxValueBytes);
-      return this.acceptDelta(key, mergeDelta(key, JSON.parse(json)), rankOf(options), options?.writeThrough === true);
+      return this.pipeline.acceptDelta(key, mergeDelta(key, JSON.parse(json)), rankOf(options), options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -295,7 +262,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     try {
       this.assertOpen('delete');
       validateKey(key, this.options.maxKeyLength);
-      return this.accept(key, null, rankOf(options), options?.writeThrough === true);
+      return this.pipeline.accept(key, null, rankOf(options), options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -307,16 +274,16 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    * stay queued).
    */
   async flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
-    return this.flusher.flush(options);
+    return this.pipeline.flush(options);
   }
 
   stats(): WriteBackStats {
     const cache = this.cache.counters;
-    const flush = this.flusher.counters;
+    const flush = this.pipeline.status.counters;
     const oldest = this.cache.dirty.oldestSince();
-    const lastError: FlushError | undefined = this.flusher.lastError;
+    const lastError: FlushError | undefined = this.pipeline.status.lastError;
     const latency = this.setLatency;
-    const wal = this.wal?.stats();
+    const wal = this.pipeline.walStats();
     const listener = this.listener?.stats();
     return {
       ...cache,
@@ -328,7 +295,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       dirty: this.cache.dirty.size,
       dirtyBytes: this.cache.dirty.bytes,
       inFlight: this.cache.dirty.inFlightCount,
-      flushWorkers: this.flusher.workers,
+      flushWorkers: this.pipeline.status.workers,
       queued: this.cache.dirty.queuedByPriority(),
       cleanEntries: this.cache.clean.size,
       cleanBytes: this.cache.clean.bytes,
@@ -344,8 +311,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
         p99: latency.count === 0 ? 0 : latency.percentile(99),
         max: latency.count === 0 ? 0 : latency.max,
       },
-      circuit: this.flusher.circuitState(),
-      lastFlushAt: this.flusher.lastFlushAt?.toISOString() ?? null,
+      circuit: this.pipeline.status.circuitState(),
+      lastFlushAt: this.pipeline.status.lastFlushAt?.toISOString() ?? null,
       lastError: lastError ? { code: lastError.code ?? null, message: lastError.message, at: lastError.at.toISOString() } : null,
       walBytes: wal?.bytes ?? 0,
       walSegments: wal?.segments ?? 0,
@@ -366,17 +333,17 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    */
   observe(observer: { setLatency(seconds: number): void; flushDuration(seconds: number): void }): void {
     this.setLatencyObserver = (seconds) => observer.setLatency(seconds);
-    this.flusher.onBatchCommitted = (ms) => observer.flushDuration(ms / 1000);
+    this.pipeline.onBatchCommitted((ms) => observer.flushDuration(ms / 1000));
   }
 
   /** True from the start of the graceful shutdown drain: no more writes are accepted (readiness reports down). */
   get isShuttingDown(): boolean {
-    return this.closing;
+    return this.pipeline.isClosing;
   }
 
   /** When the flush timer last ticked (ms since epoch), and whether it runs: for the liveness probe. */
   flushLoopStatus(): { running: boolean; lastTickAt: number } {
-    return { running: this.flusher.isTimerRunning, lastTickAt: this.flusher.lastTickAt };
+    return { running: this.pipeline.status.isTimerRunning, lastTickAt: this.pipeline.status.lastTickAt };
   }
 
   /** Dead letters, oldest first; page with `afterId`. */
@@ -409,9 +376,8 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     const json = letter.operation === 'delete' ? null : JSON.stringify(letter.value);
     const key = keyOfDeadLetter(letter);
     let outcome: 'committed' | 'dead-lettered' | 'superseded' = 'superseded';
-    if (this.cache.requeue(key, json, letter.version, PRIORITY_RANK.normal)) {
-      await this.wal?.append({ key, json, version: letter.version, rank: PRIORITY_RANK.normal });
-      const result = await this.flusher.flushKey(key);
+    const result = await this.pipeline.replay(key, json, letter.version, PRIORITY_RANK.normal);
+    if (result !== undefined) {
       if (result.outcome === 'queued') {
         throw new WriteBackWriteThroughError(letter.key, errorCode(result.error), result.error, true);
       }
@@ -440,11 +406,10 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
       origin: `dead-letter:${id}`,
     };
     try {
-      await this.store.writeBatch([item]);
+      await this.pipeline.writeOutsideQueue(item);
     } catch (error) {
       throw new WriteBackWriteThroughError(letter.key, errorCode(error), error, false);
     }
-    this.cache.onCommitted(item, false);
     await this.store.deleteDeadLetter(id);
     this.logger.log(`Dead letter ${id} (delta of key "${letter.key}") replayed: committed`);
     return { requeued: true, outcome: 'committed' };
@@ -473,7 +438,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   writeEntityRow(key: string, json: string | null, options?: WriteBackSetOptions): Promise<void> {
     try {
       this.assertOpen(json === null ? 'delete' : 'save');
-      return this.accept(key, json, rankOf(options), options?.writeThrough === true);
+      return this.pipeline.accept(key, json, rankOf(options), options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -484,7 +449,7 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     try {
       this.assertOpen(delta.set === undefined ? 'increment' : 'update');
       if (this.incrementsUnknownColumn(key, delta)) return this.writeEntityDeltaAfterSave(key, delta, options);
-      return this.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
+      return this.pipeline.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -497,10 +462,10 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
    */
   private async writeEntityDeltaAfterSave(key: string, delta: Delta, options?: WriteBackSetOptions): Promise<void> {
     while (this.incrementsUnknownColumn(key, delta)) {
-      const result = await this.flusher.flushKey(key);
+      const result = await this.pipeline.writeThrough(key);
       if (result.outcome === 'queued') throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, true);
     }
-    return this.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
+    return this.pipeline.acceptDelta(key, delta, rankOf(options), options?.writeThrough === true);
   }
 
   private incrementsUnknownColumn(key: string, delta: Delta): boolean {
@@ -539,21 +504,20 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private async drain(): Promise<void> {
-    this.closing = true;
+    this.pipeline.beginShutdown();
     await this.sweeper.stop();
     const dirty = this.cache.dirty.size;
     const started = Date.now();
-    const left = await this.flusher.drain(this.options.shutdownTimeoutMs);
+    const left = await this.pipeline.drain(this.options.shutdownTimeoutMs);
     const elapsed = Date.now() - started;
     // A batch still in the air when the drain gave up would keep the DataSource from closing until it timed out.
     if (left > 0) this.store.abandonConnections();
-    if (this.wal !== undefined) await this.wal.close();
     // Nothing is written after the drain: the listen connection goes now, before any database (an embedded one, the
     // app's) closes in a later hook and the listener would take that for an outage.
     await this.listener?.close();
     if (left === 0) {
       this.logger.log(`Shutdown drain flushed ${dirty} entries in ${elapsed} ms`);
-    } else if (this.wal !== undefined) {
+    } else if (this.pipeline.hasWal) {
       this.logger.warn(
         `Shutdown drain flushed ${dirty - left} of ${dirty} entries within shutdownTimeoutMs=${this.options.shutdownTimeoutMs}; ` +
           `the other ${left} stay in the write-ahead log (${this.options.walDir}) and are replayed at the next start`,
@@ -561,131 +525,19 @@ export class WriteBackService implements OnApplicationBootstrap, BeforeApplicati
     } else {
       this.logger.error(
         `Shutdown drain could not flush ${left} of ${dirty} entries within shutdownTimeoutMs=${this.options.shutdownTimeoutMs}; ` +
-          `they are lost (durability "none"). Last error: ${this.flusher.lastError?.message ?? 'none'}`,
+          `they are lost (durability "none"). Last error: ${this.pipeline.status.lastError?.message ?? 'none'}`,
       );
     }
   }
 
   private assertOpen(operation: string): void {
-    if (this.closing) throw new WriteBackClosedError(operation);
-  }
-
-  /**
-   * Takes an accepted (validated) write. The common case, room and no WAL or `wal-async`, is synchronous and
-   * returns the shared RESOLVED promise: no async frame per write on the hot path.
-   */
-  private accept(key: string, json: string | null, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key, json === null ? 0 : json.length)) {
-      // A caller awaiting set() in a tight loop never lets the event loop turn on a resolved promise (nor on
-      // wal-async's, resolved at once), so the flush timer could not fire until the dirty set was full. Once a flush
-      // is due, this write resolves after one turn of the event loop, in which the due flush starts.
-      return this.afterWrite(this.write(key, json, rank));
-    }
-    return this.acceptSlowly(key, json, rank, writeThrough);
-  }
-
-  private async acceptSlowly(key: string, change: string | null | Delta, rank: number, writeThrough: boolean): Promise<void> {
-    // The last room check and the write happen in one synchronous step: writers woken together by one freed
-    // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
-    let deadline: number | undefined;
-    const chars = change === null ? 0 : typeof change === 'string' ? change.length : deltaSize(change);
-    while (!this.cache.hasRoomFor(key, chars)) {
-      deadline ??= Date.now() + this.options.backpressureTimeoutMs;
-      await this.waitForRoom(key, chars, deadline);
-    }
-    const durable =
-      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
-    if (durable !== undefined) await durable;
-    if (writeThrough) {
-      const result = await this.flusher.flushKey(key);
-      if (result.outcome === 'queued' || result.outcome === 'deadLettered') {
-        throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
-      }
-    }
-  }
-
-  private acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key, deltaSize(delta))) {
-      // As for set: a tight loop of increments must let the flusher run once a flush is due.
-      return this.afterWrite(this.writeDelta(key, delta, rank));
-    }
-    return this.acceptSlowly(key, delta, rank, writeThrough);
-  }
-
-  /**
-   * Applies a delta to memory (and the WAL). What the log gets is the key's whole state after it: a value when the
-   * delta applied to one, else every delta not yet committed (the one in flight, with its version, and the pending
-   * ones), so the newest record of a key is all a replay needs.
-   */
-  private writeDelta(key: string, delta: Delta, rank: number): Promise<void> | undefined {
-    const version = this.cache.writeDelta(
-      key,
-      delta,
-      rank,
-      (value) => serializeValue(key, value, this.options.maxValueBytes),
-      deltaSize(delta),
-    );
-    let durable: Promise<void> | undefined;
-    if (this.wal !== undefined) {
-      const entry = this.cache.dirty.get(key)!;
-      durable = entry.relative
-        ? this.wal.append({ key, json: walDeltaState(entry), version, rank, delta: true })
-        : this.wal.append({ key, json: entry.json, version, rank });
-    }
-    this.flusher.notifyWrite(rank);
-    return durable;
-  }
-
-  /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */
-  private write(key: string, json: string | null, rank: number): Promise<void> | undefined {
-    const version = this.cache.write(key, json, rank);
-    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
-    const durable = this.wal?.append({ key, json, version, rank });
-    this.flusher.notifyWrite(rank);
-    return durable;
-  }
-
-  /** What a write accepted on the fast path returns: the WAL's promise, then one yield if a flush is due. */
-  private afterWrite(durable: Promise<void> | undefined): Promise<void> {
-    if (!this.flusher.isFlushDue(this.cache.lastWriteAt)) return durable ?? RESOLVED;
-    return durable === undefined ? this.yieldToFlusher() : durable.then(() => this.yieldToFlusher());
-  }
-
-  /** Resolves after one turn of the event loop (I/O included: setImmediate runs after the poll phase), starting the due flush. */
-  private yieldToFlusher(): Promise<void> {
-    return new Promise((resolve) =>
-      setImmediate(() => {
-        this.flusher.tickIfDue();
-        resolve();
-      }),
-    );
+    if (this.pipeline.isClosing) throw new WriteBackClosedError(operation);
   }
 
   private recordSetLatency(started: number): void {
     const elapsedMs = performance.now() - started;
     this.setLatency.record(Math.max(1, Math.round(elapsedMs * 1000)));
     this.setLatencyObserver?.(elapsedMs / 1000);
-  }
-
-  /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */
-  private async waitForRoom(key: string, chars: number, deadline: number): Promise<void> {
-    const { backpressure, backpressureTimeoutMs } = this.options;
-    if (backpressure === 'reject') throw this.overloaded(key, 'reject');
-    while (!this.cache.hasRoomFor(key, chars)) {
-      const left = deadline - Date.now();
-      if (left <= 0 || !(await this.cache.waitForRoom(left))) {
-        if (this.cache.hasRoomFor(key, chars)) return;
-        throw this.overloaded(key, 'block', backpressureTimeoutMs);
-      }
-      this.assertOpen('set');
-    }
-  }
-
-  /** The error for a write `key` that found no room, naming the bound that was reached. */
-  private overloaded(key: string, mode: 'block' | 'reject', waitedMs?: number): WriteBackOverloadedError {
-    const bound = this.cache.fullBound(key);
-    const dirty = bound === 'maxDirtyEntries' ? this.cache.dirty.size : this.cache.dirty.bytes;
-    return new WriteBackOverloadedError(dirty, this.options[bound], mode, waitedMs, bound);
   }
 }
 
@@ -697,19 +549,6 @@ function validateDeadLetterId(id: unknown, name: string): void {
   if (typeof id !== 'string' || !/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
     throw new WriteBackValidationError(`Dead-letter ${name} must be a positive integer (as a string), got ${JSON.stringify(String(id)).slice(0, 60)}.`);
   }
-}
-
-/**
- * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's (or an entity update's columns') JSON
- * text (kept as a snapshot since the call), a small constant per increment. Composed deltas are counted as the sum
- * of their parts (an upper bound).
- */
-function deltaSize(delta: Delta): number {
-  let size = 0;
-  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
-  if (delta.set !== undefined) size += JSON.stringify(delta.set).length;
-  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
-  return size;
 }
 
 /** The dirty-set key a dead letter was written from. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CleanCache } from '../../src/write-back/cache/clean-cache.js';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
+import { cacheWithDirtySet, flushAll } from './support/cache-with-dirty-set.js';
 import { resolveWriteBackOptions } from '../../src/write-back/write-back.options.js';
 import { WriteBackConfigError } from '../../src/write-back/write-back.errors.js';
 
@@ -9,17 +9,12 @@ const NORMAL = PRIORITY_RANK.normal;
 const URL = 'postgres://localhost/db';
 
 function makeCache(maxDirtyBytes: number, maxCleanBytes = Number.MAX_SAFE_INTEGER, maxDirtyEntries = 1000) {
-  return new WriteBackCache(1000, maxDirtyEntries, async () => undefined, Date.now, maxDirtyBytes, maxCleanBytes);
-}
-
-/** What the flusher does when a batch commits. */
-function flushAll(cache: WriteBackCache): void {
-  for (const item of cache.dirty.take(Number.MAX_SAFE_INTEGER)) cache.onCommitted(item, cache.dirty.complete(item));
+  return cacheWithDirtySet(1000, maxDirtyEntries, async () => undefined, maxDirtyBytes, maxCleanBytes);
 }
 
 describe('byte bounds (maxDirtyBytes, maxCleanBytes)', () => {
   it('counts the characters of dirty keys and values through writes, rewrites, deletes and flushes', () => {
-    const cache = makeCache(1_000_000);
+    const { cache, dirty } = makeCache(1_000_000);
     cache.write('ab', '"xyz"', NORMAL);
     expect(cache.dirty.bytes).toBe(2 + 5);
     cache.write('ab', '1', NORMAL);
@@ -27,17 +22,17 @@ describe('byte bounds (maxDirtyBytes, maxCleanBytes)', () => {
     cache.write('c', null, NORMAL);
     expect(cache.dirty.bytes).toBe(3 + 1);
     // A write while the key is in flight replaces the value held; the flushed snapshot does not count twice.
-    const [item] = cache.dirty.take(1);
+    const [item] = dirty.take(1);
     cache.write(item.key, '"longer"', NORMAL);
     expect(cache.dirty.bytes).toBe(2 + 8 + 1);
-    cache.onCommitted(item, cache.dirty.complete(item));
+    cache.onCommitted(item, dirty.complete(item));
     expect(cache.dirty.bytes).toBe(2 + 8 + 1);
-    flushAll(cache);
+    flushAll(cache, dirty);
     expect(cache.dirty.bytes).toBe(0);
   });
 
   it('has no room for a write that would pass maxDirtyBytes; a rewrite that does not grow always fits', () => {
-    const cache = makeCache(100);
+    const { cache, dirty } = makeCache(100);
     const value = `"${'v'.repeat(38)}"`; // 40 characters
     cache.write('k1', value, NORMAL); // 42
     cache.write('k2', value, NORMAL); // 84
@@ -47,12 +42,12 @@ describe('byte bounds (maxDirtyBytes, maxCleanBytes)', () => {
     expect(cache.hasRoomFor('k1', value.length)).toBe(true);
     expect(cache.hasRoomFor('k1', value.length + 16)).toBe(true); // 84 + 16 = 100
     expect(cache.hasRoomFor('k1', value.length + 17)).toBe(false);
-    flushAll(cache);
+    flushAll(cache, dirty);
     expect(cache.hasRoomFor('k3', value.length)).toBe(true);
   });
 
   it('names maxDirtyEntries when the entries, not the bytes, are full', () => {
-    const cache = makeCache(1_000_000, Number.MAX_SAFE_INTEGER, 1);
+    const { cache, dirty } = makeCache(1_000_000, Number.MAX_SAFE_INTEGER, 1);
     cache.write('a', '1', NORMAL);
     expect(cache.hasRoomFor('b', 1)).toBe(false);
     expect(cache.fullBound('b')).toBe('maxDirtyEntries');

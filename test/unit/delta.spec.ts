@@ -14,6 +14,7 @@ import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import { parseWalDeltaState, walDeltaState } from '../../src/write-back/cache/wal-delta-state.js';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/write-back.errors.js';
 import type { StoredRow } from '../../src/write-back/model.js';
+import { cacheWithDirtySet } from './support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 const serialize = (value: unknown) => JSON.stringify(value);
@@ -111,7 +112,7 @@ describe('composing deltas', () => {
 
 function makeCache(rows: Record<string, StoredRow> = {}) {
   const loader = vi.fn(async (key: string): Promise<StoredRow | undefined> => rows[key]);
-  return { cache: new WriteBackCache(100, 1000, loader), loader };
+  return { ...cacheWithDirtySet(100, 1000, loader), loader };
 }
 
 describe('deltas in the cache', () => {
@@ -120,7 +121,7 @@ describe('deltas in the cache', () => {
     for (const a of ops) {
       for (const b of ops) {
         for (const c of ops) {
-          const { cache } = makeCache({ k: { json: '{"n":1,"s":"x"}', version: 1 } });
+          const { cache, dirty } = makeCache({ k: { json: '{"n":1,"s":"x"}', version: 1 } });
           let expected: unknown = { n: 1, s: 'x' };
           for (const op of [a, b, c]) {
             if (op === 'set') {
@@ -143,57 +144,57 @@ describe('deltas in the cache', () => {
   });
 
   it('a delta flight whose outcome is unknown is retried as it was; later deltas gather apart', () => {
-    const { cache } = makeCache();
+    const { cache, dirty } = makeCache();
     cache.writeDelta('k', { inc: 1 }, NORMAL, serialize);
     cache.writeDelta('k', { inc: 2 }, NORMAL, serialize);
-    const [first] = cache.dirty.take(10);
+    const [first] = dirty.take(10);
     expect(first.delta).toEqual({ inc: 3 });
     cache.writeDelta('k', { inc: 10 }, NORMAL, serialize);
-    cache.dirty.release(first); // transient failure: did it commit? The ledger will say.
-    const [retry] = cache.dirty.take(10);
+    dirty.release(first); // transient failure: did it commit? The ledger will say.
+    const [retry] = dirty.take(10);
     expect(retry).toBe(first);
-    cache.onCommitted(retry, cache.dirty.complete(retry));
-    const [next] = cache.dirty.take(10);
+    cache.onCommitted(retry, dirty.complete(retry));
+    const [next] = dirty.take(10);
     expect(next.delta).toEqual({ inc: 10 });
     expect(next.version).toBeGreaterThan(first.version);
-    cache.onCommitted(next, cache.dirty.complete(next));
+    cache.onCommitted(next, dirty.complete(next));
     expect(cache.dirty.size).toBe(0);
   });
 
   it('a set while a delta is in flight replaces the deltas; the flight is not retried', () => {
-    const { cache } = makeCache();
+    const { cache, dirty } = makeCache();
     cache.writeDelta('k', { inc: 1 }, NORMAL, serialize);
-    const [flight] = cache.dirty.take(10);
+    const [flight] = dirty.take(10);
     cache.write('k', '5', NORMAL);
-    cache.dirty.release(flight);
-    const [next] = cache.dirty.take(10);
+    dirty.release(flight);
+    const [next] = dirty.take(10);
     expect(next).toMatchObject({ json: '5' });
     expect(next.delta).toBeUndefined();
   });
 
   it('the WAL state of a key holds the flight with its version and the pending deltas', () => {
-    const { cache } = makeCache();
+    const { cache, dirty } = makeCache();
     cache.writeDelta('k', { inc: { a: 1 } }, NORMAL, serialize);
-    const [flight] = cache.dirty.take(10);
+    const [flight] = dirty.take(10);
     cache.writeDelta('k', { patches: [{ b: 'x' }] }, NORMAL, serialize);
     const state = parseWalDeltaState(walDeltaState(cache.dirty.get('k')!));
     expect(state).toEqual({ flight: { version: flight.version, delta: { inc: { a: 1 } } }, pending: { patches: [{ b: 'x' }] } });
     // Restored after a crash: the flight is retried first, at its own version, then the rest.
-    const { cache: restored } = makeCache();
+    const { cache: restored, dirty: restoredDirty } = makeCache();
     restored.requeueDelta('k', state.flight, state.pending, cache.dirty.get('k')!.version, NORMAL);
-    const [again] = restored.dirty.take(10);
+    const [again] = restoredDirty.take(10);
     expect(again).toMatchObject({ version: flight.version, delta: { inc: { a: 1 } } });
-    restored.onCommitted(again, restored.dirty.complete(again));
-    const [rest] = restored.dirty.take(10);
+    restored.onCommitted(again, restoredDirty.complete(again));
+    const [rest] = restoredDirty.take(10);
     expect(rest).toMatchObject({ version: cache.dirty.get('k')!.version, delta: { patches: [{ b: 'x' }] } });
   });
 
   it('a miss whose load was overtaken by a write, then an increment, reads the value with the increment', async () => {
     let answer!: (row: StoredRow | undefined) => void;
-    const cache = new WriteBackCache(100, 1000, () => new Promise<StoredRow | undefined>((resolve) => (answer = resolve)));
+    const { cache, dirty } = cacheWithDirtySet(100, 1000, () => new Promise<StoredRow | undefined>((resolve) => (answer = resolve)));
     const read = cache.get('k');
     cache.write('k', '1', NORMAL); // the load in flight is now stale
-    for (const item of cache.dirty.take(10)) cache.onCommitted(item, cache.dirty.complete(item));
+    for (const item of dirty.take(10)) cache.onCommitted(item, dirty.complete(item));
     cache.writeDelta('k', { inc: 2 }, NORMAL, serialize);
     answer({ json: '0', version: 1 });
     expect(await read).toBe('3');

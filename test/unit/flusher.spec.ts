@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DirtySet, PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
-import { Flusher, type FlushListener, type FlushTimer, type FlusherOptions } from '../../src/write-back/flush/flusher.js';
-import type { DeadLetterFailure, FlushItem, FlushSink } from '../../src/write-back/model.js';
+import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
+import { HybridClock } from '../../src/write-back/cache/hybrid-clock.js';
+import type { FlushTimer, FlusherOptions } from '../../src/write-back/flush/flusher.js';
+import type { DeadLetterFailure, FlushCompletion, FlushItem, FlushSink } from '../../src/write-back/model.js';
+import { WritePipeline } from '../../src/write-back/write-pipeline.js';
 import { WriteBackFlushTimeoutError } from '../../src/write-back/write-back.errors.js';
 
 const HIGH = PRIORITY_RANK.high;
@@ -118,16 +119,26 @@ class TimeoutTimer implements FlushTimer {
   }
 }
 
-class RecordingListener implements FlushListener {
+/** Completions as the pipeline reports them. */
+class RecordingListener {
   readonly committed: { item: FlushItem; clean: boolean }[] = [];
   readonly deadLettered: { item: FlushItem; clean: boolean }[] = [];
 
-  onCommitted(item: FlushItem, clean: boolean): void {
-    this.committed.push({ item, clean });
+  record({ item, outcome, clean }: FlushCompletion): void {
+    (outcome === 'committed' ? this.committed : this.deadLettered).push({ item, clean });
+  }
+}
+
+/** Versions 1, 2, 3... in write order (a hybrid clock's are microsecond wall time). */
+class CountingClock extends HybridClock {
+  private issued = 0;
+
+  constructor() {
+    super(0);
   }
 
-  onDeadLettered(item: FlushItem, clean: boolean): void {
-    this.deadLettered.push({ item, clean });
+  override next(): number {
+    return ++this.issued;
   }
 }
 
@@ -147,47 +158,43 @@ const DEFAULTS: FlusherOptions = {
   circuitBreakerThreshold: 3,
 };
 
-let flushers: Flusher[] = [];
+let pipelines: WritePipeline[] = [];
 
-/** A flusher over a DirtySet and a MemorySink; random() = 1 makes every backoff delay its capped maximum. */
-function setup(overrides: Partial<FlusherOptions> = {}, { start = true, random = (): number => 1 }: { start?: boolean; random?: () => number } = {}) {
-  const dirty = new DirtySet();
+/**
+ * A write pipeline over a MemorySink, written to through accept() as the service does; random() = 1 makes every
+ * backoff delay its capped maximum. Versions count 1, 2, 3... unless `clock` is given.
+ */
+function setup(
+  overrides: Partial<FlusherOptions> = {},
+  { start = true, random = (): number => 1, clock = new CountingClock() }: { start?: boolean; random?: () => number; clock?: HybridClock } = {},
+) {
   const sink = new MemorySink();
   const listener = new RecordingListener();
   const logger = { log: vi.fn(), warn: vi.fn(), error: vi.fn() };
   const options = { ...DEFAULTS, ...overrides };
-  const flusher = new Flusher(dirty, sink, listener, options, new TimeoutTimer(), logger, Date.now, random);
-  flushers.push(flusher);
-  let version = 0;
-  /** What WriteBackService.set does: record the write, then tell the flusher. */
+  const unbounded = Number.MAX_SAFE_INTEGER;
+  const pipeline = new WritePipeline(
+    { ...options, maxEntries: 10_000, maxDirtyBytes: unbounded, maxCleanBytes: unbounded, maxValueBytes: unbounded, backpressure: 'reject', backpressureTimeoutMs: 0 },
+    { sink, load: async () => undefined, clock, timer: new TimeoutTimer(), logger, random },
+  );
+  pipeline.onCompleted((completion) => listener.record(completion));
+  pipelines.push(pipeline);
+  const dirty = pipeline.cache.dirty;
+  /** Accepts a write as WriteBackService.set does; returns its version. */
   const write = (key: string, value: unknown, rank: number = NORMAL): number => {
-    version++;
-    dirty.write(key, value === null ? null : JSON.stringify(value), version, rank, Date.now());
-    flusher.notifyWrite(rank);
-    return version;
+    void pipeline.accept(key, value === null ? null : JSON.stringify(value), rank, false);
+    return dirty.get(key)!.version;
   };
-  if (start) flusher.start();
-  return { dirty, sink, listener, logger, flusher, write, options };
+  if (start) pipeline.start();
+  return { dirty, sink, listener, logger, pipeline, write, options, cache: pipeline.cache };
 }
 
 /**
- * A flusher over a WriteBackCache, written to the way WriteBackService.set does it (cache.write, then notifyWrite):
- * the cache tells the dirty set whether a new entry's key had a clean copy, i.e. was just flushed.
+ * A pipeline whose versions come from a hybrid clock, as in the module: the cache tells the dirty set whether a
+ * new entry's key had a clean copy, i.e. was just flushed.
  */
 function setupWithCache(overrides: Partial<FlusherOptions> = {}) {
-  const cache = new WriteBackCache(10_000, 1_000_000, async () => undefined);
-  const sink = new MemorySink();
-  const options = { ...DEFAULTS, ...overrides };
-  const logger = { log: vi.fn(), warn: vi.fn(), error: vi.fn() };
-  const flusher = new Flusher(cache.dirty, sink, cache, options, new TimeoutTimer(), logger, Date.now, () => 1);
-  flushers.push(flusher);
-  const write = (key: string, value: unknown, rank: number = NORMAL): number => {
-    const version = cache.write(key, JSON.stringify(value), rank);
-    flusher.notifyWrite(rank);
-    return version;
-  };
-  flusher.start();
-  return { cache, dirty: cache.dirty, sink, flusher, write };
+  return setup(overrides, { clock: new HybridClock(0) });
 }
 
 /** Observes a promise without awaiting it. */
@@ -208,15 +215,15 @@ beforeEach(() => {
 });
 
 afterEach(() => {
-  for (const flusher of flushers) flusher.stopTimer();
-  flushers = [];
+  for (const pipeline of pipelines) pipeline.stop();
+  pipelines = [];
   vi.useRealTimers();
 });
 
 describe('Flusher', () => {
   describe('timer', () => {
     it('flushes after flushIntervalMs and not before', async () => {
-      const { sink, dirty, write, listener, flusher } = setup({ flushIntervalMs: 1000 });
+      const { sink, dirty, write, listener, pipeline } = setup({ flushIntervalMs: 1000 });
       write('a', 1);
       await advance(999);
       expect(sink.calls).toHaveLength(0);
@@ -226,15 +233,15 @@ describe('Flusher', () => {
       expect(sink.table.get('a')).toEqual({ json: '1', version: 1 });
       expect(dirty.size).toBe(0);
       expect(listener.committed).toEqual([{ item: { key: 'a', json: '1', version: 1, rank: NORMAL }, clean: true }]);
-      expect(flusher.counters).toMatchObject({ flushes: 1, flushedEntries: 1, flushErrors: 0 });
-      expect(flusher.lastFlushAt).toBeInstanceOf(Date);
+      expect(pipeline.status.counters).toMatchObject({ flushes: 1, flushedEntries: 1, flushErrors: 0 });
+      expect(pipeline.status.lastFlushAt).toBeInstanceOf(Date);
     });
 
     it('keeps ticking: later writes are flushed by the next tick, and idle ticks write nothing', async () => {
-      const { sink, write, flusher } = setup({ flushIntervalMs: 1000 });
+      const { sink, write, pipeline } = setup({ flushIntervalMs: 1000 });
       await advance(5000);
       expect(sink.calls).toHaveLength(0);
-      expect(flusher.lastTickAt).toBe(Date.now());
+      expect(pipeline.status.lastTickAt).toBe(Date.now());
       write('a', 1);
       await advance(1000);
       expect(sink.calls).toHaveLength(1);
@@ -247,27 +254,27 @@ describe('Flusher', () => {
     });
 
     it('coalesces: many writes to one key between ticks cost one row write', async () => {
-      const { sink, write, flusher } = setup();
+      const { sink, write, pipeline } = setup();
       for (let i = 0; i < 50; i++) write('a', i);
       await advance(1000);
       expect(sink.calls).toEqual([[{ key: 'a', json: '49', version: 50, rank: NORMAL }]]);
-      expect(flusher.counters.flushedEntries).toBe(1);
+      expect(pipeline.status.counters.flushedEntries).toBe(1);
     });
 
     it('does nothing without autoFlush until flush() is called', async () => {
-      const { sink, write, flusher } = setup({ autoFlush: false });
+      const { sink, write, pipeline } = setup({ autoFlush: false });
       write('a', 1);
       write('h', 1, HIGH);
       await advance(10_000);
       expect(sink.calls).toHaveLength(0);
-      expect(flusher.isTimerRunning).toBe(false);
-      await flusher.flush();
+      expect(pipeline.status.isTimerRunning).toBe(false);
+      await pipeline.flush();
       expect(sink.table.size).toBe(2);
     });
 
     it('stopTimer stops the ticks', async () => {
-      const { sink, write, flusher } = setup();
-      flusher.stopTimer();
+      const { sink, write, pipeline } = setup();
+      pipeline.stop();
       write('a', 1, HIGH);
       await advance(10_000);
       expect(sink.calls).toHaveLength(0);
@@ -324,7 +331,7 @@ describe('Flusher', () => {
     });
 
     it('the timer never overlaps rounds: with a slow sink, one round at a time', async () => {
-      const { sink, write, flusher } = setup({ flushIntervalMs: 100, batchSize: 1, flushConcurrency: 1 });
+      const { sink, write, pipeline } = setup({ flushIntervalMs: 100, batchSize: 1, flushConcurrency: 1 });
       sink.hold();
       write('a', 1);
       await advance(100);
@@ -335,7 +342,7 @@ describe('Flusher', () => {
       await advance(5000);
       expect(sink.calls).toHaveLength(1);
       expect(sink.maxConcurrent).toBe(1);
-      expect(flusher.lastTickAt).toBe(Date.now());
+      expect(pipeline.status.lastTickAt).toBe(Date.now());
       sink.release();
       await advance(0);
       await advance(100);
@@ -347,7 +354,7 @@ describe('Flusher', () => {
 
   describe('batches', () => {
     it('never exceed batchSize and never hold one key twice, also while keys are rewritten in flight', async () => {
-      const { sink, write, dirty, flusher } = setup({ batchSize: 10, flushConcurrency: 3 });
+      const { sink, write, dirty, pipeline } = setup({ batchSize: 10, flushConcurrency: 3 });
       const latest = new Map<string, number>();
       sink.hold();
       for (let i = 0; i < 95; i++) latest.set(`k${i % 60}`, write(`k${i % 60}`, i));
@@ -356,7 +363,7 @@ describe('Flusher', () => {
       // Rewrite every key while three batches are in flight.
       for (let i = 0; i < 60; i++) latest.set(`k${i}`, write(`k${i}`, 1000 + i, i % 3));
       sink.release();
-      await flusher.flush();
+      await pipeline.flush();
       expect(dirty.size).toBe(0);
       for (const batch of sink.calls) {
         expect(batch.length).toBeLessThanOrEqual(10);
@@ -404,23 +411,23 @@ describe('Flusher', () => {
 
     describe('scaling (flushScaleUpLagMs)', () => {
       it('writes one batch at a time while it keeps up, and flushConcurrency once the next queued write waited flushScaleUpLagMs', async () => {
-        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 1000 });
+        const { sink, write, pipeline } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 1000 });
         sink.hold();
         for (let i = 0; i < 100; i++) write(`k${i}`, i);
         await advance(0); // a full batch starts a flush at once: one worker
         expect(sink.concurrent).toBe(1);
         await advance(999);
         expect(sink.concurrent).toBe(1);
-        expect(flusher.workers).toBe(1);
+        expect(pipeline.status.workers).toBe(1);
         expect(sink.calls).toHaveLength(1);
         await advance(1); // the tick sees the queue head 1000 ms old: behind
         expect(sink.concurrent).toBe(3);
-        expect(flusher.workers).toBe(3);
+        expect(pipeline.status.workers).toBe(3);
         sink.release();
         await advance(0);
         expect(sink.table.size).toBe(100);
         expect(sink.maxConcurrent).toBe(3);
-        expect(flusher.workers).toBe(0);
+        expect(pipeline.status.workers).toBe(0);
       });
 
       it('goes back to one batch at a time once caught up, and two workers finishing together leave exactly one', async () => {
@@ -442,7 +449,7 @@ describe('Flusher', () => {
       });
 
       it('a high write does not wait behind the batch in flight: it gets another connection at once', async () => {
-        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 60_000 });
+        const { sink, write, pipeline } = setup({ batchSize: 10, flushConcurrency: 2, flushScaleUpLagMs: 60_000 });
         sink.hold();
         for (let i = 0; i < 30; i++) write(`k${i}`, i);
         await advance(0);
@@ -454,7 +461,7 @@ describe('Flusher', () => {
         sink.release(true);
         await advance(0);
         // Nothing high is queued any more and nothing is late: back to one connection.
-        expect(flusher.workers).toBe(1);
+        expect(pipeline.status.workers).toBe(1);
         sink.release();
         await advance(0);
         expect(sink.table.size).toBe(31);
@@ -479,12 +486,12 @@ describe('Flusher', () => {
       });
 
       it('writes flushConcurrency batches while flush() waits', async () => {
-        const { sink, write, flusher } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 60_000 });
+        const { sink, write, pipeline } = setup({ batchSize: 10, flushConcurrency: 3, flushScaleUpLagMs: 60_000 });
         sink.hold();
         for (let i = 0; i < 100; i++) write(`k${i}`, i);
         await advance(0);
         expect(sink.concurrent).toBe(1);
-        const flushed = observe(flusher.flush());
+        const flushed = observe(pipeline.flush());
         await advance(0);
         expect(sink.concurrent).toBe(3);
         sink.release();
@@ -666,7 +673,7 @@ describe('Flusher', () => {
     it('flush() writes held keys at once', async () => {
       const t = setup();
       const v2 = await heldRewrite(t);
-      const report = await t.flusher.flush();
+      const report = await t.pipeline.flush();
       expect(report).toMatchObject({ requested: 1, committed: 1 });
       expect(t.sink.table.get('a')).toEqual({ json: '"v2"', version: v2 });
       expect(Date.now()).toBe(new Date('2030-01-01T00:00:01Z').getTime());
@@ -688,10 +695,10 @@ describe('Flusher', () => {
     it('holds nothing without the interval timer (autoFlush off, or stopped for a drain)', async () => {
       expect(setup({ autoFlush: false }).dirty.holding).toBe(false);
       const t = setup();
-      const { dirty, flusher } = t;
+      const { dirty, pipeline } = t;
       expect(dirty.holding).toBe(true);
       await heldRewrite(t);
-      flusher.stopTimer();
+      pipeline.stop();
       expect(dirty.holding).toBe(false);
       expect(dirty.heldCount).toBe(0);
       expect(dirty.takeableCount).toBe(1);
@@ -700,7 +707,7 @@ describe('Flusher', () => {
 
   describe('transient failures', () => {
     it('are retried after backoff behind a circuit breaker, never dead-lettered, and the circuit closes on success', async () => {
-      const { sink, write, dirty, flusher, logger, listener } = setup({
+      const { sink, write, dirty, pipeline, logger, listener } = setup({
         flushIntervalMs: 100,
         retryBaseDelayMs: 1000,
         retryMaxDelayMs: 8000,
@@ -714,30 +721,30 @@ describe('Flusher', () => {
 
       await advance(100); // t=100: first attempt fails, next allowed at 1100
       expect(sink.calls).toHaveLength(1);
-      expect(flusher.counters).toMatchObject({ retries: 1, flushErrors: 1, flushes: 0, deadLettered: 0 });
-      expect(flusher.lastError?.code).toBe('08006');
+      expect(pipeline.status.counters).toMatchObject({ retries: 1, flushErrors: 1, flushes: 0, deadLettered: 0 });
+      expect(pipeline.status.lastError?.code).toBe('08006');
       expect(dirty.size).toBe(3);
       expect(dirty.queuedCount).toBe(3);
-      expect(flusher.circuitState()).toBe('closed');
+      expect(pipeline.status.circuitState()).toBe('closed');
 
       await advance(999); // t=1099
       expect(sink.calls).toHaveLength(1);
       await advance(1); // t=1100: second attempt fails, next at 3100
       expect(sink.calls).toHaveLength(2);
-      expect(flusher.counters.retries).toBe(2);
-      expect(flusher.circuitState()).toBe('closed');
+      expect(pipeline.status.counters.retries).toBe(2);
+      expect(pipeline.status.circuitState()).toBe('closed');
 
       await advance(1999); // t=3099
       expect(sink.calls).toHaveLength(2);
       await advance(1); // t=3100: third failure opens the circuit until 7100
       expect(sink.calls).toHaveLength(3);
-      expect(flusher.counters.retries).toBe(3);
-      expect(flusher.circuitState()).toBe('open');
+      expect(pipeline.status.counters.retries).toBe(3);
+      expect(pipeline.status.circuitState()).toBe('open');
       expect(logger.error).toHaveBeenCalledWith(expect.stringContaining('Circuit open'));
 
       await advance(3999); // t=7099
       expect(sink.calls).toHaveLength(3);
-      expect(flusher.circuitState()).toBe('open');
+      expect(pipeline.status.circuitState()).toBe('open');
 
       // Nothing was dead-lettered, however often it failed (maxRetries is for permanent errors only).
       expect(sink.deadLetters).toEqual([]);
@@ -747,7 +754,7 @@ describe('Flusher', () => {
       sink.down = false;
       await advance(1); // t=7100: half-open, the attempt succeeds
       expect(sink.calls).toHaveLength(4);
-      expect(flusher.circuitState()).toBe('closed');
+      expect(pipeline.status.circuitState()).toBe('closed');
       expect(logger.log).toHaveBeenCalledWith(expect.stringContaining('circuit closed'));
       expect(dirty.size).toBe(0);
       expect([...sink.table.keys()].sort()).toEqual(['a', 'b', 'c']);
@@ -785,11 +792,11 @@ describe('Flusher', () => {
 
   describe('permanent failures', () => {
     it('1 bad row in a batch of 100: 99 commit, the bad row is dead-lettered once after maxRetries attempts', async () => {
-      const { sink, write, dirty, flusher, listener } = setup({ autoFlush: false, batchSize: 100, maxRetries: 3 });
+      const { sink, write, dirty, pipeline, listener } = setup({ autoFlush: false, batchSize: 100, maxRetries: 3 });
       sink.rejectWhen = (item) => item.json?.includes('poison') ?? false;
       for (let i = 0; i < 100; i++) write(`k${i}`, i === 42 ? 'poison' : i);
 
-      const report = await flusher.flush();
+      const report = await pipeline.flush();
 
       expect(report).toMatchObject({ requested: 100, committed: 99, deadLettered: 1 });
       expect(sink.table.size).toBe(99);
@@ -802,25 +809,25 @@ describe('Flusher', () => {
       expect(letter.failure.lastFailedAt.getTime()).toBeGreaterThanOrEqual(letter.failure.firstFailedAt.getTime());
       // Split until alone, then tried alone maxRetries times.
       expect(sink.callsWith('k42').filter((batch) => batch.length === 1)).toHaveLength(3);
-      expect(flusher.counters.deadLettered).toBe(1);
+      expect(pipeline.status.counters.deadLettered).toBe(1);
       expect(dirty.size).toBe(0);
       expect(listener.deadLettered).toEqual([{ item: expect.objectContaining({ key: 'k42' }), clean: true }]);
       expect(new Set(listener.committed.map((c) => c.item.key)).size).toBe(99);
       // Transient-only bookkeeping untouched: no backoff, circuit closed.
-      expect(flusher.counters.retries).toBe(0);
-      expect(flusher.circuitState()).toBe('closed');
+      expect(pipeline.status.counters.retries).toBe(0);
+      expect(pipeline.status.circuitState()).toBe('closed');
 
       // Exactly once: nothing left to flush, no second dead letter.
-      const again = await flusher.flush();
+      const again = await pipeline.flush();
       expect(again).toMatchObject({ requested: 0, committed: 0, deadLettered: 0 });
       expect(sink.deadLetters).toHaveLength(1);
     });
 
     it('isolates several bad rows (deletes included) across batches', async () => {
-      const { sink, write, flusher } = setup({ autoFlush: false, batchSize: 16, maxRetries: 2 });
+      const { sink, write, pipeline } = setup({ autoFlush: false, batchSize: 16, maxRetries: 2 });
       sink.rejectWhen = (item) => item.key.endsWith('7');
       for (let i = 0; i < 50; i++) write(`k${i}`, i);
-      const report = await flusher.flush();
+      const report = await pipeline.flush();
       const bad = ['k7', 'k17', 'k27', 'k37', 'k47'];
       expect(report).toMatchObject({ requested: 50, committed: 45, deadLettered: 5 });
       expect(sink.deadLetters.map((d) => d.item.key).sort()).toEqual(bad.sort());
@@ -829,11 +836,11 @@ describe('Flusher', () => {
     });
 
     it('a newer write of a poison key supersedes it: it is not dead-lettered, the new value commits', async () => {
-      const { sink, write, dirty, flusher } = setup({ autoFlush: false, maxRetries: 1 });
+      const { sink, write, dirty, pipeline } = setup({ autoFlush: false, maxRetries: 1 });
       sink.rejectWhen = (item) => item.json === '"poison"';
       write('a', 'poison');
       sink.hold();
-      const flushing = observe(flusher.flush());
+      const flushing = observe(pipeline.flush());
       await advance(0);
       expect(dirty.get('a')!.inFlight).toBe(true);
       const good = write('a', 'good');
@@ -842,13 +849,13 @@ describe('Flusher', () => {
       expect(flushing.settled).toBe(true);
       expect(flushing.value).toMatchObject({ requested: 1, committed: 1, deadLettered: 0 });
       expect(sink.deadLetters).toEqual([]);
-      expect(flusher.counters.deadLettered).toBe(0);
+      expect(pipeline.status.counters.deadLettered).toBe(0);
       expect(sink.table.get('a')).toEqual({ json: '"good"', version: good });
       expect(dirty.size).toBe(0);
     });
 
     it('when the dead-letter insert fails the row stays dirty, and is dead-lettered once it works', async () => {
-      const { sink, write, dirty, flusher } = setup({ flushIntervalMs: 100, maxRetries: 1 });
+      const { sink, write, dirty, pipeline } = setup({ flushIntervalMs: 100, maxRetries: 1 });
       sink.rejectWhen = () => true;
       sink.deadLetterDown = true;
       write('a', 1);
@@ -860,23 +867,23 @@ describe('Flusher', () => {
       await advance(10_000);
       expect(sink.deadLetters).toHaveLength(1);
       expect(dirty.size).toBe(0);
-      expect(flusher.counters.deadLettered).toBe(1);
+      expect(pipeline.status.counters.deadLettered).toBe(1);
     });
   });
 
   describe('flush()', () => {
     it('with nothing dirty resolves at once with an empty report', async () => {
-      const { flusher, sink } = setup();
-      expect(await flusher.flush()).toMatchObject({ requested: 0, committed: 0, deadLettered: 0 });
+      const { pipeline, sink } = setup();
+      expect(await pipeline.flush()).toMatchObject({ requested: 0, committed: 0, deadLettered: 0 });
       expect(sink.calls).toHaveLength(0);
     });
 
     it('resolves only when everything dirty at call time is committed', async () => {
-      const { sink, write, flusher } = setup();
+      const { sink, write, pipeline } = setup();
       write('a', 1);
       write('b', 2);
       sink.hold();
-      const flushing = observe(flusher.flush());
+      const flushing = observe(pipeline.flush());
       await advance(0);
       write('c', 3); // after the call: not waited for
       await advance(5000);
@@ -890,12 +897,12 @@ describe('Flusher', () => {
     });
 
     it('waits for entries already in flight in a timer round', async () => {
-      const { sink, write, flusher } = setup({ batchSize: 1, flushConcurrency: 1 });
+      const { sink, write, pipeline } = setup({ batchSize: 1, flushConcurrency: 1 });
       write('a', 1);
       sink.hold();
       await advance(1000); // the timer round holds 'a'
       write('b', 2);
-      const flushing = observe(flusher.flush());
+      const flushing = observe(pipeline.flush());
       await advance(0);
       expect(flushing.settled).toBe(false);
       sink.release();
@@ -905,27 +912,27 @@ describe('Flusher', () => {
     });
 
     it('counts an entry rewritten during the flush as committed once a version at least as new commits', async () => {
-      const { sink, write, flusher } = setup({ autoFlush: false });
+      const { sink, write, pipeline } = setup({ autoFlush: false });
       write('a', 1);
       sink.hold();
-      const flushing = observe(flusher.flush());
+      const flushing = observe(pipeline.flush());
       await advance(0);
       const v2 = write('a', 2);
       sink.release();
       await advance(0);
       expect(flushing.value).toMatchObject({ requested: 1, committed: 1 });
       // The newer version is not lost either: still dirty for the next flush.
-      await flusher.flush();
+      await pipeline.flush();
       expect(sink.table.get('a')?.version).toBe(v2);
     });
 
     it('an older version committing does not satisfy a flush that must see a newer one', async () => {
-      const { sink, write, flusher, dirty } = setup({ batchSize: 1, flushConcurrency: 1 });
+      const { sink, write, pipeline, dirty } = setup({ batchSize: 1, flushConcurrency: 1 });
       write('a', 1);
       sink.hold();
       await advance(1000); // the timer round holds version 1
       const v2 = write('a', 2);
-      const flushing = observe(flusher.flush()); // must see version 2 persisted
+      const flushing = observe(pipeline.flush()); // must see version 2 persisted
       await advance(0);
       sink.release(true); // version 1 commits, version 2 is taken and held
       await advance(0);
@@ -939,11 +946,11 @@ describe('Flusher', () => {
     });
 
     it('keeps retrying transient failures (with backoff) until they commit', async () => {
-      const { sink, write, flusher } = setup({ autoFlush: false, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 });
+      const { sink, write, pipeline } = setup({ autoFlush: false, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 });
       sink.down = true;
       write('a', 1);
       write('b', 2);
-      const flushing = observe(flusher.flush());
+      const flushing = observe(pipeline.flush());
       await advance(5000);
       expect(flushing.settled).toBe(false);
       const attempts = sink.calls.length;
@@ -957,12 +964,12 @@ describe('Flusher', () => {
     });
 
     it('flush({ timeoutMs }) rejects with WriteBackFlushTimeoutError while the sink is down; entries stay dirty', async () => {
-      const { sink, write, dirty, flusher } = setup({ flushIntervalMs: 100, retryBaseDelayMs: 100, retryMaxDelayMs: 500 });
+      const { sink, write, dirty, pipeline } = setup({ flushIntervalMs: 100, retryBaseDelayMs: 100, retryMaxDelayMs: 500 });
       sink.down = true;
       write('a', 1);
       write('b', 2);
       write('c', 3);
-      const flushing = observe(flusher.flush({ timeoutMs: 5000 }));
+      const flushing = observe(pipeline.flush({ timeoutMs: 5000 }));
       await advance(4999);
       expect(flushing.settled).toBe(false);
       await advance(1);
@@ -980,9 +987,9 @@ describe('Flusher', () => {
     });
 
     it('flush({ timeoutMs }) resolves normally when it finishes in time', async () => {
-      const { write, flusher } = setup();
+      const { write, pipeline } = setup();
       write('a', 1);
-      const report = await flusher.flush({ timeoutMs: 1000 });
+      const report = await pipeline.flush({ timeoutMs: 1000 });
       expect(report).toMatchObject({ requested: 1, committed: 1 });
       expect(vi.getTimerCount()).toBe(1); // only the flush timer: the timeout was cleared
     });
@@ -990,45 +997,45 @@ describe('Flusher', () => {
 
   describe('drain()', () => {
     it('flushes everything and returns 0 when Postgres is up', async () => {
-      const { sink, write, flusher } = setup();
+      const { sink, write, pipeline } = setup();
       for (let i = 0; i < 10; i++) write(`k${i}`, i);
-      expect(await flusher.drain(1000)).toBe(0);
+      expect(await pipeline.drain(1000)).toBe(0);
       expect(sink.table.size).toBe(10);
-      expect(flusher.isTimerRunning).toBe(false);
+      expect(pipeline.status.isTimerRunning).toBe(false);
     });
 
     it('returns the exact number of entries left when the sink is down', async () => {
-      const { sink, write, flusher, dirty } = setup();
+      const { sink, write, pipeline, dirty } = setup();
       sink.down = true;
       for (let i = 0; i < 7; i++) write(`k${i}`, i);
-      const draining = observe(flusher.drain(2000));
+      const draining = observe(pipeline.drain(2000));
       await advance(1999);
       expect(draining.settled).toBe(false);
       await advance(1);
       expect(draining.settled).toBe(true);
       expect(draining.value).toBe(7);
       expect(dirty.size).toBe(7);
-      expect(flusher.isTimerRunning).toBe(false);
+      expect(pipeline.status.isTimerRunning).toBe(false);
       expect(sink.deadLetters).toEqual([]);
     });
 
     it('counts entries stuck in flight and a partial drain exactly', async () => {
-      const { sink, write, flusher } = setup({ batchSize: 3, flushConcurrency: 1 });
+      const { sink, write, pipeline } = setup({ batchSize: 3, flushConcurrency: 1 });
       for (let i = 0; i < 3; i++) write(`k${i}`, i);
       sink.hold();
       await advance(1000); // k0..k2 in flight, hanging
       write('k3', 3);
-      const draining = observe(flusher.drain(500));
+      const draining = observe(pipeline.drain(500));
       await advance(500);
       expect(draining.value).toBe(4);
     });
 
     it('a batch that fails after the drain gave up is left dirty, and its log promises no retry', async () => {
-      const { sink, write, flusher, dirty, logger } = setup({ batchSize: 3, flushConcurrency: 1 });
+      const { sink, write, pipeline, dirty, logger } = setup({ batchSize: 3, flushConcurrency: 1 });
       for (let i = 0; i < 3; i++) write(`k${i}`, i);
       sink.hold();
       await advance(1000);
-      const draining = observe(flusher.drain(100));
+      const draining = observe(pipeline.drain(100));
       await advance(100);
       expect(draining.value).toBe(3);
       sink.down = true; // the DataSource is closed under the batch that was still in flight
@@ -1040,10 +1047,10 @@ describe('Flusher', () => {
     });
 
     it('stops the timer: no more rounds after drain', async () => {
-      const { sink, write, flusher } = setup();
+      const { sink, write, pipeline } = setup();
       sink.down = true;
       write('a', 1);
-      const draining = observe(flusher.drain(100));
+      const draining = observe(pipeline.drain(100));
       await advance(100);
       expect(draining.value).toBe(1);
       const calls = sink.calls.length;
@@ -1056,26 +1063,26 @@ describe('Flusher', () => {
 
   describe('flushKey()', () => {
     it('commits one key at once, outside the round order', async () => {
-      const { sink, write, dirty, flusher } = setup({ autoFlush: false });
+      const { sink, write, dirty, pipeline } = setup({ autoFlush: false });
       write('other', 1);
       write('a', 1);
-      expect(await flusher.flushKey('a')).toEqual({ outcome: 'committed' });
+      expect(await pipeline.writeThrough('a')).toEqual({ outcome: 'committed' });
       expect(sink.calls).toEqual([[expect.objectContaining({ key: 'a' })]]);
       expect(dirty.has('a')).toBe(false);
       expect(dirty.has('other')).toBe(true);
     });
 
     it('is committed for a key that is not dirty', async () => {
-      const { sink, flusher } = setup();
-      expect(await flusher.flushKey('nope')).toEqual({ outcome: 'committed' });
+      const { sink, pipeline } = setup();
+      expect(await pipeline.writeThrough('nope')).toEqual({ outcome: 'committed' });
       expect(sink.calls).toHaveLength(0);
     });
 
     it('is queued (with the error) on a transient failure: the entry stays dirty', async () => {
-      const { sink, write, dirty, flusher } = setup({ autoFlush: false });
+      const { sink, write, dirty, pipeline } = setup({ autoFlush: false });
       sink.down = true;
       write('a', 1);
-      const result = await flusher.flushKey('a');
+      const result = await pipeline.writeThrough('a');
       expect(result.outcome).toBe('queued');
       expect(result.error).toMatchObject({ code: '08006' });
       expect(dirty.get('a')).toMatchObject({ inFlight: false });
@@ -1084,10 +1091,10 @@ describe('Flusher', () => {
     });
 
     it('is deadLettered (with the error) when Postgres rejects the row', async () => {
-      const { sink, write, dirty, flusher } = setup({ autoFlush: false, maxRetries: 2 });
+      const { sink, write, dirty, pipeline } = setup({ autoFlush: false, maxRetries: 2 });
       sink.rejectWhen = () => true;
       write('a', 'bad');
-      const result = await flusher.flushKey('a');
+      const result = await pipeline.writeThrough('a');
       expect(result.outcome).toBe('deadLettered');
       expect(result.error).toMatchObject({ code: '23514' });
       expect(sink.deadLetters).toHaveLength(1);
@@ -1096,12 +1103,12 @@ describe('Flusher', () => {
     });
 
     it('waits for an in-flight flush of the key, then writes the newer version', async () => {
-      const { sink, write, flusher } = setup({ batchSize: 1, flushConcurrency: 1 });
+      const { sink, write, pipeline } = setup({ batchSize: 1, flushConcurrency: 1 });
       write('a', 1);
       sink.hold();
       await advance(1000);
       const v2 = write('a', 2);
-      const result = observe(flusher.flushKey('a'));
+      const result = observe(pipeline.writeThrough('a'));
       await advance(0);
       expect(result.settled).toBe(false);
       sink.release();

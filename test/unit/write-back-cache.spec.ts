@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import type { StoredRow } from '../../src/write-back/model.js';
+import { cacheWithDirtySet, flushAll } from './support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 
@@ -17,13 +17,7 @@ function deferred<T>() {
 
 function makeCache(maxEntries = 100, maxDirtyEntries = 1000, rows: Record<string, StoredRow> = {}) {
   const loader = vi.fn(async (key: string): Promise<StoredRow | undefined> => rows[key]);
-  const cache = new WriteBackCache(maxEntries, maxDirtyEntries, loader);
-  return { cache, loader };
-}
-
-/** What the flusher does when a batch commits. */
-function flushAll(cache: WriteBackCache): void {
-  for (const item of cache.dirty.take(Number.MAX_SAFE_INTEGER)) cache.onCommitted(item, cache.dirty.complete(item));
+  return { ...cacheWithDirtySet(maxEntries, maxDirtyEntries, loader), loader };
 }
 
 afterEach(() => {
@@ -33,7 +27,7 @@ afterEach(() => {
 describe('WriteBackCache', () => {
   describe('reads', () => {
     it('reads its own writes from memory before any flush (no load)', async () => {
-      const { cache, loader } = makeCache();
+      const { cache, loader, dirty } = makeCache();
       cache.write('a', '{"v":1}', NORMAL);
       expect(await cache.get('a')).toBe('{"v":1}');
       cache.write('a', '{"v":2}', NORMAL);
@@ -43,17 +37,17 @@ describe('WriteBackCache', () => {
     });
 
     it('after delete, get is undefined without loading, even though Postgres has the row', async () => {
-      const { cache, loader } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
+      const { cache, loader, dirty } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
       cache.write('a', null, NORMAL);
       expect(await cache.get('a')).toBeUndefined();
       expect(loader).not.toHaveBeenCalled();
       // And once the delete committed, the key is not served from a stale clean copy.
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.clean.peek('a')).toBeUndefined();
     });
 
     it('a delete of a clean key drops the clean copy', async () => {
-      const { cache, loader } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
+      const { cache, loader, dirty } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
       expect(await cache.get('a')).toBe('"db"');
       cache.write('a', null, NORMAL);
       expect(await cache.get('a')).toBeUndefined();
@@ -62,7 +56,7 @@ describe('WriteBackCache', () => {
     });
 
     it('loads a missing key once, caches it clean and serves it from memory after', async () => {
-      const { cache, loader } = makeCache(100, 1000, { a: { json: '"db"', version: 7 } });
+      const { cache, loader, dirty } = makeCache(100, 1000, { a: { json: '"db"', version: 7 } });
       expect(await cache.get('a')).toBe('"db"');
       expect(cache.clean.peek('a')).toEqual({ json: '"db"', version: 7 });
       expect(cache.dirty.has('a')).toBe(false);
@@ -72,7 +66,7 @@ describe('WriteBackCache', () => {
     });
 
     it('a key absent from Postgres reads undefined, is not cached, and is loaded again next time', async () => {
-      const { cache, loader } = makeCache();
+      const { cache, loader, dirty } = makeCache();
       expect(await cache.get('nope')).toBeUndefined();
       expect(cache.clean.size).toBe(0);
       expect(await cache.get('nope')).toBeUndefined();
@@ -82,7 +76,7 @@ describe('WriteBackCache', () => {
     it('concurrent gets of one missing key share one load', async () => {
       const load = deferred<StoredRow | undefined>();
       const loader = vi.fn(() => load.promise);
-      const cache = new WriteBackCache(100, 1000, loader);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, loader);
       const reads = [cache.get('a'), cache.get('a'), cache.get('a')];
       expect(loader).toHaveBeenCalledTimes(1);
       load.resolve({ json: '"db"', version: 3 });
@@ -99,7 +93,7 @@ describe('WriteBackCache', () => {
     it('a failed load rejects every waiting get and the next get loads again', async () => {
       const load = deferred<StoredRow | undefined>();
       const loader = vi.fn().mockReturnValueOnce(load.promise).mockResolvedValueOnce({ json: '1', version: 1 });
-      const cache = new WriteBackCache(100, 1000, loader);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, loader);
       const first = cache.get('a');
       const second = cache.get('a');
       load.reject(new Error('connection lost'));
@@ -111,7 +105,7 @@ describe('WriteBackCache', () => {
 
     it('a write during a load wins: the get returns the new value and the stale row is not cached', async () => {
       const load = deferred<StoredRow | undefined>();
-      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, () => load.promise);
       const read = cache.get('a');
       cache.write('a', '"new"', NORMAL);
       load.resolve({ json: '"old"', version: 1 });
@@ -119,14 +113,14 @@ describe('WriteBackCache', () => {
       expect(cache.clean.peek('a')).toBeUndefined();
       expect(await cache.get('a')).toBe('"new"');
       // Still the new value once it is flushed and clean.
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.clean.peek('a')?.json).toBe('"new"');
       expect(await cache.get('a')).toBe('"new"');
     });
 
     it('a delete during a load wins: the get returns undefined', async () => {
       const load = deferred<StoredRow | undefined>();
-      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, () => load.promise);
       const read = cache.get('a');
       cache.write('a', null, NORMAL);
       load.resolve({ json: '"old"', version: 1 });
@@ -136,10 +130,10 @@ describe('WriteBackCache', () => {
 
     it('a write that was flushed while the load ran still wins over the loaded row', async () => {
       const load = deferred<StoredRow | undefined>();
-      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, () => load.promise);
       const read = cache.get('a');
       cache.write('a', '"new"', NORMAL);
-      flushAll(cache);
+      flushAll(cache, dirty);
       load.resolve({ json: '"old"', version: 1 });
       expect(await read).toBe('"new"');
       expect(cache.clean.peek('a')?.json).toBe('"new"');
@@ -148,7 +142,7 @@ describe('WriteBackCache', () => {
 
   describe('eviction', () => {
     it('never evicts dirty entries: 100 writes with maxEntries 10 all read back from memory', async () => {
-      const { cache, loader } = makeCache(10, 1000);
+      const { cache, loader, dirty } = makeCache(10, 1000);
       for (let i = 0; i < 100; i++) cache.write(`k${i}`, String(i), NORMAL);
       expect(cache.dirty.size).toBe(100);
       for (let i = 0; i < 100; i++) expect(await cache.get(`k${i}`)).toBe(String(i));
@@ -156,9 +150,9 @@ describe('WriteBackCache', () => {
     });
 
     it('a committed entry moves to clean and can then be evicted least-recently-used', async () => {
-      const { cache, loader } = makeCache(10, 1000);
+      const { cache, loader, dirty } = makeCache(10, 1000);
       for (let i = 0; i < 20; i++) cache.write(`k${i}`, String(i), NORMAL);
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.dirty.size).toBe(0);
       expect(cache.clean.size).toBe(10);
       // The first ten committed were evicted; the last ten are served from memory.
@@ -169,18 +163,18 @@ describe('WriteBackCache', () => {
     });
 
     it('an entry rewritten during its flight stays dirty (not moved to clean) after the commit', async () => {
-      const { cache, loader } = makeCache(10, 1000);
+      const { cache, loader, dirty } = makeCache(10, 1000);
       cache.write('a', '1', NORMAL);
-      const [item] = cache.dirty.take(10);
+      const [item] = dirty.take(10);
       cache.write('a', '2', NORMAL);
-      const clean = cache.dirty.complete(item);
+      const clean = dirty.complete(item);
       expect(clean).toBe(false);
       cache.onCommitted(item, clean);
       expect(cache.clean.peek('a')).toBeUndefined();
       // Filling the clean cache cannot evict it.
       for (let i = 0; i < 50; i++) cache.write(`k${i}`, '0', NORMAL);
-      for (const next of cache.dirty.take(1000)) {
-        if (next.key !== 'a') cache.onCommitted(next, cache.dirty.complete(next));
+      for (const next of dirty.take(1000)) {
+        if (next.key !== 'a') cache.onCommitted(next, dirty.complete(next));
       }
       expect(await cache.get('a')).toBe('2');
       expect(loader).not.toHaveBeenCalled();
@@ -190,7 +184,7 @@ describe('WriteBackCache', () => {
   describe('versions', () => {
     it('a write gets a version above the clean copy, even one from a clock ahead of ours', async () => {
       const future = Date.now() * 1000 + 3_600_000_000;
-      const { cache } = makeCache(100, 1000, { a: { json: '1', version: future } });
+      const { cache, dirty } = makeCache(100, 1000, { a: { json: '1', version: future } });
       await cache.get('a');
       const version = cache.write('a', '2', NORMAL);
       expect(version).toBeGreaterThan(future);
@@ -199,27 +193,27 @@ describe('WriteBackCache', () => {
 
     // write() reads the clean copy's version only while some clean entry may be above the clock's last version.
     it('a write gets a version above a committed replayed version from a clock ahead of ours, and above our own', () => {
-      const { cache } = makeCache();
+      const { cache, dirty } = makeCache();
       const mine = cache.write('x', '1', NORMAL);
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.write('x', '2', NORMAL)).toBeGreaterThan(mine);
-      flushAll(cache);
+      flushAll(cache, dirty);
       const future = Date.now() * 1000 + 3_600_000_000;
       expect(cache.requeue('a', '"replayed"', future, NORMAL)).toBe(true);
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.clean.peek('a')?.version).toBe(future);
       expect(cache.clean.highestVersion).toBe(future);
       const next = cache.write('a', '"new"', NORMAL);
       expect(next).toBeGreaterThan(future);
       expect(cache.clean.peek('a')).toBeUndefined();
-      flushAll(cache);
+      flushAll(cache, dirty);
       // The clock is past every clean version again: writes to clean keys skip the lookup and still drop the copy.
       expect(cache.write('x', '3', NORMAL)).toBeGreaterThan(next);
       expect(cache.clean.peek('x')).toBeUndefined();
     });
 
     it('requeue re-queues an older write only when memory holds nothing newer', async () => {
-      const { cache } = makeCache(100, 1000, { a: { json: '"db"', version: 100 } });
+      const { cache, dirty } = makeCache(100, 1000, { a: { json: '"db"', version: 100 } });
       await cache.get('a');
       expect(cache.requeue('a', '"replay"', 50, NORMAL)).toBe(false);
       expect(cache.requeue('a', '"replay"', 100, NORMAL)).toBe(false);
@@ -240,7 +234,7 @@ describe('WriteBackCache', () => {
     // when there is one: this walks every path between dirty and clean and checks that one key is held once.
     it('a dirty key never has a clean copy, and each write is above every version memory held', async () => {
       const load = deferred<StoredRow | undefined>();
-      const cache = new WriteBackCache(100, 1000, () => load.promise);
+      const { cache, dirty } = cacheWithDirtySet(100, 1000, () => load.promise);
       const once = () => expect(cache.dirty.has('a') && cache.clean.peek('a') !== undefined).toBe(false);
       const future = Date.now() * 1000 + 3_600_000_000;
       const read = cache.get('a');
@@ -253,18 +247,18 @@ describe('WriteBackCache', () => {
       const v2 = cache.write('a', '2', NORMAL);
       expect(v2).toBeGreaterThan(v1);
       once();
-      const [item] = cache.dirty.take(10);
+      const [item] = dirty.take(10);
       const v3 = cache.write('a', '3', NORMAL); // during the flight
       expect(v3).toBeGreaterThan(v2);
-      cache.onCommitted(item, cache.dirty.complete(item));
+      cache.onCommitted(item, dirty.complete(item));
       once();
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.clean.peek('a')).toMatchObject({ json: '3', version: v3 });
       const v4 = cache.write('a', null, NORMAL);
       expect(v4).toBeGreaterThan(v3);
       once();
       expect(await cache.get('a')).toBeUndefined();
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.clean.peek('a')).toBeUndefined();
       expect(cache.requeue('a', '"replay"', v4 + 1, NORMAL)).toBe(true);
       once();
@@ -273,10 +267,10 @@ describe('WriteBackCache', () => {
     });
 
     it('onDeadLettered drops the clean copy so reads fall back to Postgres', async () => {
-      const { cache, loader } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
+      const { cache, loader, dirty } = makeCache(100, 1000, { a: { json: '"db"', version: 1 } });
       cache.write('a', '"bad"', NORMAL);
-      const [item] = cache.dirty.take(1);
-      cache.onDeadLettered(item, cache.dirty.complete(item));
+      const [item] = dirty.take(1);
+      cache.onDeadLettered(item, dirty.complete(item));
       expect(cache.dirty.has('a')).toBe(false);
       expect(await cache.get('a')).toBe('"db"');
       expect(loader).toHaveBeenCalledTimes(1);
@@ -285,19 +279,19 @@ describe('WriteBackCache', () => {
 
   describe('room under maxDirtyEntries', () => {
     it('hasRoomFor is false for a new key at the limit, true for a key already dirty', () => {
-      const { cache } = makeCache(100, 2);
+      const { cache, dirty } = makeCache(100, 2);
       cache.write('a', '1', NORMAL);
       expect(cache.hasRoomFor('b')).toBe(true);
       cache.write('b', '1', NORMAL);
       expect(cache.hasRoomFor('c')).toBe(false);
       expect(cache.hasRoomFor('a')).toBe(true);
-      flushAll(cache);
+      flushAll(cache, dirty);
       expect(cache.hasRoomFor('c')).toBe(true);
     });
 
     it('waitForRoom resolves false after its timeout when nothing is flushed', async () => {
       vi.useFakeTimers();
-      const { cache } = makeCache(100, 1);
+      const { cache, dirty } = makeCache(100, 1);
       cache.write('a', '1', NORMAL);
       let result: boolean | undefined;
       void cache.waitForRoom(500).then((r) => (result = r));
@@ -309,18 +303,18 @@ describe('WriteBackCache', () => {
 
     it('waitForRoom resolves true as soon as an entry leaves the dirty set', async () => {
       vi.useFakeTimers();
-      const { cache } = makeCache(100, 1);
+      const { cache, dirty } = makeCache(100, 1);
       cache.write('a', '1', NORMAL);
       let result: boolean | undefined;
       void cache.waitForRoom(500).then((r) => (result = r));
       await vi.advanceTimersByTimeAsync(100);
       // A commit that leaves the entry dirty (rewritten in flight) frees no room.
-      const [item] = cache.dirty.take(1);
+      const [item] = dirty.take(1);
       cache.write('a', '2', NORMAL);
-      cache.onCommitted(item, cache.dirty.complete(item));
+      cache.onCommitted(item, dirty.complete(item));
       await vi.advanceTimersByTimeAsync(0);
       expect(result).toBeUndefined();
-      flushAll(cache);
+      flushAll(cache, dirty);
       await vi.advanceTimersByTimeAsync(0);
       expect(result).toBe(true);
       expect(cache.hasRoomFor('b')).toBe(true);
@@ -329,11 +323,11 @@ describe('WriteBackCache', () => {
 
     it('a dead-lettered entry frees room too', async () => {
       vi.useFakeTimers();
-      const { cache } = makeCache(100, 1);
+      const { cache, dirty } = makeCache(100, 1);
       cache.write('a', '1', NORMAL);
       const waiting = cache.waitForRoom(500);
-      const [item] = cache.dirty.take(1);
-      cache.onDeadLettered(item, cache.dirty.complete(item));
+      const [item] = dirty.take(1);
+      cache.onDeadLettered(item, dirty.complete(item));
       expect(await waiting).toBe(true);
     });
   });

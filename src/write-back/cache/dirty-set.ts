@@ -36,6 +36,21 @@ export interface DirtyEntry {
   firstFailedAt: number;
 }
 
+/** What may be read of the dirty set outside its owner (the write pipeline): counts and entries, no mutation. */
+export interface DirtyView {
+  readonly size: number;
+  readonly bytes: number;
+  readonly inFlightCount: number;
+  readonly queuedCount: number;
+  readonly heldCount: number;
+  readonly takeableCount: number;
+  readonly holding: boolean;
+  get(key: string): Readonly<DirtyEntry> | undefined;
+  has(key: string): boolean;
+  oldestSince(): number | undefined;
+  queuedByPriority(): Record<WriteBackPriority, number>;
+}
+
 /**
  * A dirty entry with the links of the two intrusive lists it sits in: the flush queue it waits in (if any) and
  * the creation-order list used for the flush lag. Linking entries to each other (instead of keeping Sets of keys)
@@ -125,10 +140,11 @@ class EntryQueue {
  * interval tick) or {@link setHolding}(false) puts it back in front of its fresh queue. `high` writes are never
  * held. So a key written all the time is written to Postgres once per generation, not once per batch.
  *
- * Plain data structure: no timers, no I/O. Only the flusher calls {@link take}, {@link complete} and
- * {@link release}, so it alone owns the in-flight state.
+ * Plain data structure: no timers, no I/O. The write pipeline owns it: the cache records writes through it, the
+ * flusher reaches {@link take}, {@link complete}, {@link release} and {@link recordRejection} only through the
+ * pipeline's flush queue, and everyone else reads a {@link DirtyView}.
  */
-export class DirtySet {
+export class DirtySet implements DirtyView {
   private readonly entries = new Map<string, Entry>();
   /** Per rank: entries whose flush failed transiently (retried first), then fresh ones. Insertion-ordered. */
   private readonly retryQueues: EntryQueue[] = [new EntryQueue(), new EntryQueue(), new EntryQueue()];
@@ -396,6 +412,25 @@ export class DirtySet {
     entry.sinceSnapshot = 0;
     entry.rankSinceSnapshot = 3;
     this.retryQueues[entry.rank].push(entry);
+  }
+
+  /**
+   * Postgres rejected `item` (a permanent error) and it is still what its key must write: counts the attempt and
+   * returns the attempts so far and when the first failed. Otherwise (a newer value superseded the rejected one, or
+   * the key is gone) the item is released for the newer write and undefined returned. A delta is never superseded
+   * by later deltas (they apply on top of it): it is retried and dead-lettered by itself, the later ones flush after.
+   */
+  recordRejection(item: FlushItem, now: number): { attempts: number; firstFailedAt: number } | undefined {
+    const entry = this.entries.get(item.key);
+    const superseded =
+      item.delta === undefined ? entry?.version !== item.version : entry?.flight !== item || !entry.relative;
+    if (entry === undefined || superseded) {
+      this.release(item);
+      return undefined;
+    }
+    entry.attempts++;
+    if (entry.firstFailedAt === 0) entry.firstFailedAt = now;
+    return { attempts: entry.attempts, firstFailedAt: entry.firstFailedAt };
   }
 
   /** When the oldest unflushed write was accepted (ms since epoch), or undefined when nothing is dirty. */

@@ -1,7 +1,7 @@
 import type { FlushItem, StoredRow } from '../model.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
 import { applyDelta, composeDelta, type Delta } from './delta.js';
-import { DirtySet } from './dirty-set.js';
+import { DirtySet, type DirtyView } from './dirty-set.js';
 import { HybridClock } from './hybrid-clock.js';
 import { isEntityKey } from './entity-key.js';
 
@@ -34,7 +34,8 @@ interface PendingLoad {
  * serialized at `set`. No timers, no SQL: the loader is injected.
  */
 export class WriteBackCache {
-  readonly dirty = new DirtySet();
+  /** The dirty entries, to read: writes go through {@link write} and the flusher through the write pipeline. */
+  readonly dirty: DirtyView;
   readonly clean: CleanCache;
   readonly counters: CacheCounters = { reads: 0, hits: 0, misses: 0, loads: 0, writes: 0, coalesced: 0, invalidations: 0, superseded: 0 };
   /** Told about a pending write dropped by {@link invalidate} (the WAL may forget its record). */
@@ -65,7 +66,10 @@ export class WriteBackCache {
     private readonly maxDirtyBytes = Number.MAX_SAFE_INTEGER,
     maxCleanBytes = Number.MAX_SAFE_INTEGER,
     clock?: HybridClock,
+    /** The write pipeline's dirty set (it hands the flusher a port onto it); a set of its own by default. */
+    private readonly dirtySet = new DirtySet(),
   ) {
+    this.dirty = dirtySet;
     this.clean = new CleanCache(maxEntries, maxCleanBytes);
     this.clock = clock ?? new HybridClock(0, now);
   }
@@ -73,7 +77,7 @@ export class WriteBackCache {
   /** The JSON text of `key`, from memory or loaded from Postgres; undefined if absent or pending delete. */
   async get(key: string): Promise<string | undefined> {
     this.counters.reads++;
-    const dirty = this.dirty.get(key);
+    const dirty = this.dirtySet.get(key);
     if (dirty !== undefined) {
       if (dirty.relative) return this.getRelative(key);
       this.counters.hits++;
@@ -105,7 +109,7 @@ export class WriteBackCache {
         if (pending.stale) continue;
         base = row;
       }
-      const entry = this.dirty.get(key);
+      const entry = this.dirtySet.get(key);
       if (entry === undefined || !entry.relative) return this.get(key);
       let value: unknown = base === undefined ? undefined : JSON.parse(base.json);
       if (entry.flight?.delta !== undefined) value = applyDelta(key, value, entry.flight.delta);
@@ -127,7 +131,7 @@ export class WriteBackCache {
       .then((row) => {
         if (row === undefined) return row;
         this.clock.observe(row.version);
-        const dirty = this.dirty.get(key);
+        const dirty = this.dirtySet.get(key);
         if (this.cacheable(created, row) && (dirty === undefined || dirty.relative)) this.clean.set(key, row);
         return row;
       })
@@ -148,7 +152,7 @@ export class WriteBackCache {
     const row = await pending.promise;
     if (!pending.stale) return row?.json;
     // Written while loading: what memory holds now is newer than the row read (deltas apply to a base of their own).
-    const dirty = this.dirty.get(key);
+    const dirty = this.dirtySet.get(key);
     if (dirty !== undefined) return dirty.relative ? this.getRelative(key) : (dirty.json ?? undefined);
     return this.clean.peek(key)?.json;
   }
@@ -159,16 +163,16 @@ export class WriteBackCache {
    */
   hasRoomFor(key: string, valueChars = 0): boolean {
     // The common case with one comparison each: counting the whole write against the bytes (a rewrite adds less).
-    if (this.dirty.size < this.maxDirtyEntries && this.dirty.bytes + key.length + valueChars <= this.maxDirtyBytes) return true;
-    const entry = this.dirty.get(key);
+    if (this.dirtySet.size < this.maxDirtyEntries && this.dirtySet.bytes + key.length + valueChars <= this.maxDirtyBytes) return true;
+    const entry = this.dirtySet.get(key);
     if (entry === undefined) return false;
     const added = valueChars - (entry.json === null ? 0 : entry.json.length);
-    return added <= 0 || this.dirty.bytes + added <= this.maxDirtyBytes;
+    return added <= 0 || this.dirtySet.bytes + added <= this.maxDirtyBytes;
   }
 
   /** Which bound keeps `key` out now: `maxDirtyEntries` when the entries are full, else `maxDirtyBytes`. */
   fullBound(key: string): 'maxDirtyEntries' | 'maxDirtyBytes' {
-    return this.dirty.size >= this.maxDirtyEntries && !this.dirty.has(key) ? 'maxDirtyEntries' : 'maxDirtyBytes';
+    return this.dirtySet.size >= this.maxDirtyEntries && !this.dirtySet.has(key) ? 'maxDirtyEntries' : 'maxDirtyBytes';
   }
 
   /** Resolves when an entry leaves the dirty set (the caller checks again), or false after `timeoutMs`. */
@@ -190,7 +194,7 @@ export class WriteBackCache {
   write(key: string, json: string | null, rank: number): number {
     const now = this.now();
     this.lastWriteAt = now;
-    const dirty = this.dirty.get(key);
+    const dirty = this.dirtySet.get(key);
     let floor: number;
     // Whether the key had a clean copy (it has one right after its flush committed): the dirty set may hold it.
     let wasClean = false;
@@ -208,7 +212,7 @@ export class WriteBackCache {
     }
     const version = this.clock.next(floor, now);
     this.counters.writes++;
-    if (this.dirty.writeEntry(dirty, key, json, version, rank, now, wasClean)) this.counters.coalesced++;
+    if (this.dirtySet.writeEntry(dirty, key, json, version, rank, now, wasClean)) this.counters.coalesced++;
     this.markLoadsStale(key);
     return version;
   }
@@ -220,7 +224,7 @@ export class WriteBackCache {
    * holds then. Throws (changing nothing) when the change cannot apply. Returns the version.
    */
   writeDelta(key: string, delta: Delta, rank: number, serialize: (value: unknown) => string, deltaChars = 0): number {
-    const dirty = this.dirty.get(key);
+    const dirty = this.dirtySet.get(key);
     if (dirty !== undefined && !dirty.relative) {
       // A row update of a row pending delete changes nothing, as an UPDATE of an absent row does.
       if (delta.flat === true && dirty.json === null) return dirty.version;
@@ -236,7 +240,7 @@ export class WriteBackCache {
     const now = this.now();
     const version = this.clock.next(Math.max(dirty?.version ?? 0, base?.version ?? 0), now);
     this.counters.writes++;
-    if (this.dirty.writeEntry(dirty, key, null, version, rank, now, false, composed, deltaChars)) this.counters.coalesced++;
+    if (this.dirtySet.writeEntry(dirty, key, null, version, rank, now, false, composed, deltaChars)) this.counters.coalesced++;
     return version;
   }
 
@@ -252,7 +256,7 @@ export class WriteBackCache {
     const item = flight === undefined ? undefined : { key, json: null, version: flight.version, rank, delta: flight.delta };
     this.clock.observe(version);
     this.counters.writes++;
-    this.dirty.restoreDelta(key, item, pending, version, rank, this.now(), deltaChars);
+    this.dirtySet.restoreDelta(key, item, pending, version, rank, this.now(), deltaChars);
   }
 
   /**
@@ -261,7 +265,7 @@ export class WriteBackCache {
    */
   requeue(key: string, json: string | null, version: number, rank: number): boolean {
     this.clock.observe(version);
-    const known = this.dirty.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
+    const known = this.dirtySet.get(key)?.version ?? this.clean.peek(key)?.version ?? 0;
     if (known >= version) return false;
     this.applyWrite(key, json, version, rank);
     return true;
@@ -269,7 +273,7 @@ export class WriteBackCache {
 
   private applyWrite(key: string, json: string | null, version: number, rank: number): void {
     this.counters.writes++;
-    if (this.dirty.write(key, json, version, rank, this.now())) this.counters.coalesced++;
+    if (this.dirtySet.write(key, json, version, rank, this.now())) this.counters.coalesced++;
     // The dirty entry shadows any clean copy; drop it so one key is held once.
     this.clean.delete(key);
     this.markLoadsStale(key);
@@ -331,15 +335,15 @@ export class WriteBackCache {
    */
   invalidate(key: string, version: number, delta = false): void {
     this.clock.observe(version);
-    const dirty = this.dirty.get(key);
+    const dirty = this.dirtySet.get(key);
     // An entity row has no version guard in Postgres by default: a pending write of it still wins when it flushes.
     if (dirty !== undefined && !dirty.relative && dirty.version < version && !isEntityKey(key)) {
       if (dirty.inFlight) {
         if ((this.announcedInFlight.get(key) ?? 0) < version) this.announcedInFlight.set(key, version);
       } else {
         // Taken and completed in the same synchronous step: it is never in flight for the flusher to see.
-        const item = this.dirty.takeKey(key)!;
-        this.dirty.complete(item);
+        const item = this.dirtySet.takeKey(key)!;
+        this.dirtySet.complete(item);
         this.counters.superseded++;
         this.onSuperseded?.(item);
         this.wakeRoomWaiters();

@@ -1,5 +1,5 @@
-import type { DirtySet } from '../cache/dirty-set.js';
-import type { FlushItem, FlushReport, FlushSink } from '../model.js';
+import type { FlushItem, FlushOutcome, FlushReport, FlushSink } from '../model.js';
+import type { FlushQueue } from './flush-queue.js';
 import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
 import { classifyError, errorCode, isLostConnection } from '../store/error-classifier.js';
@@ -36,15 +36,17 @@ export interface FlusherOptions {
   circuitBreakerThreshold: number;
 }
 
-/** Told about every entry that leaves the in-flight state for good. */
-export interface FlushListener {
-  /**
-   * `item` is in Postgres; `clean` says whether it was still the key's latest version. `superseded`: the statement
-   * committed but the version guard skipped the row, as Postgres already held a newer version of the key.
-   */
-  onCommitted(item: FlushItem, clean: boolean, superseded: boolean): void;
-  /** `item` went to the dead-letter table; `clean` as above. */
-  onDeadLettered(item: FlushItem, clean: boolean): void;
+/** What the flusher shows of itself: counters and state, for stats, health and the shutdown log. */
+export interface FlushStatus {
+  readonly counters: Readonly<FlushCounters>;
+  readonly lastFlushAt: Date | undefined;
+  readonly lastError: FlushError | undefined;
+  /** When the timer last ticked (ms since epoch): liveness. */
+  readonly lastTickAt: number;
+  /** Batch writers running now: 0 when idle, 1 while the flusher keeps up, up to `flushConcurrency` when behind. */
+  readonly workers: number;
+  readonly isTimerRunning: boolean;
+  circuitState(): CircuitState;
 }
 
 export interface FlushCounters {
@@ -71,8 +73,6 @@ interface Waiter {
   cancelled: boolean;
 }
 
-type Outcome = 'committed' | 'deadLettered';
-
 /** A batch is one jsonb parameter, and jsonb values stop near 256 MB: keep well below, whatever batchSize says. */
 const MAX_BATCH_CHARS = 32 * 1024 * 1024;
 
@@ -91,7 +91,7 @@ const MAX_BATCH_CHARS = 32 * 1024 * 1024;
  *
  * Plain TypeScript (no Nest): the timer, clock and sink are injected, so it runs under fake timers.
  */
-export class Flusher {
+export class Flusher implements FlushStatus {
   readonly counters: FlushCounters = {
     flushes: 0,
     flushedEntries: 0,
@@ -126,9 +126,8 @@ export class Flusher {
   private lastCircuit: CircuitState = 'closed';
 
   constructor(
-    private readonly dirty: DirtySet,
+    private readonly queue: FlushQueue,
     private readonly sink: FlushSink,
-    private readonly listener: FlushListener,
     private readonly options: FlusherOptions,
     private readonly timer: FlushTimer,
     private readonly logger: FlusherLogger,
@@ -199,17 +198,17 @@ export class Flusher {
   notifyWrite(rank: number): void {
     if (!this.timerRunning) return;
     // Writers would soon wait for room: held keys may go (those not written again free a slot).
-    if (this.dirty.holding && this.dirtyHalfFull()) this.updateHolding();
+    if (this.queue.holding && this.dirtyHalfFull()) this.updateHolding();
     if (this.round !== undefined) {
       // A `high` write may use every connection (it must not wait behind a batch in flight); a full batch may use
       // a wanted worker that is idle. Either way, put it to work now.
       if (rank === 0) this.wantedWorkers = this.options.flushConcurrency;
-      if (this.activeWorkers < this.wantedWorkers && (rank === 0 || this.dirty.takeableCount >= this.options.batchSize)) {
+      if (this.activeWorkers < this.wantedWorkers && (rank === 0 || this.queue.takeableCount >= this.options.batchSize)) {
         this.topUpWorkers();
       }
       return;
     }
-    if (this.dirty.takeableCount >= this.options.batchSize) this.arm(0);
+    if (this.queue.takeableCount >= this.options.batchSize) this.arm(0);
     else if (rank === 0) this.arm(this.options.highPriorityDelayMs);
   }
 
@@ -219,7 +218,7 @@ export class Flusher {
    */
   async flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
     const started = this.now();
-    const remaining = this.dirty.snapshotVersions();
+    const remaining = this.queue.snapshotVersions();
     const waiter: Waiter = { remaining, committed: 0, deadLettered: 0, superseded: 0, cancelled: false };
     const requested = remaining.size;
     if (requested > 0) {
@@ -249,7 +248,7 @@ export class Flusher {
    * Writes one key now, outside the round order (for `writeThrough`). Resolves with how it ended, or with
    * `queued` plus the error when Postgres did not take it (the entry then stays dirty for the flusher).
    */
-  async flushKey(key: string): Promise<{ outcome: Outcome | 'superseded' | 'queued'; error?: unknown }> {
+  async flushKey(key: string): Promise<{ outcome: FlushOutcome | 'superseded' | 'queued'; error?: unknown }> {
     const first = await this.flushKeyOnce(key);
     // A pooled connection that died while idle (a restart, a failover, pg_terminate_backend) fails the first
     // statement sent on it. The write is guarded by version, so writing it again on a fresh connection is safe:
@@ -259,14 +258,14 @@ export class Flusher {
     return first;
   }
 
-  private async flushKeyOnce(key: string): Promise<{ outcome: Outcome | 'superseded' | 'queued'; error?: unknown }> {
+  private async flushKeyOnce(key: string): Promise<{ outcome: FlushOutcome | 'superseded' | 'queued'; error?: unknown }> {
     for (;;) {
-      const entry = this.dirty.get(key);
+      const entry = this.queue.get(key);
       if (entry === undefined) return { outcome: 'committed' };
       if (!entry.inFlight) break;
       await Promise.allSettled([...this.active]);
     }
-    const item = this.dirty.takeKey(key)!;
+    const item = this.queue.takeKey(key)!;
     const waiter: Waiter = {
       remaining: new Map([[key, item.version]]),
       committed: 0,
@@ -300,7 +299,7 @@ export class Flusher {
     } finally {
       this.closed = true;
     }
-    return this.dirty.size;
+    return this.queue.size;
   }
 
   private arm(delayMs: number): void {
@@ -322,12 +321,12 @@ export class Flusher {
     this.lastTickAt = now;
     if (now >= this.nextIntervalAt) {
       this.nextIntervalAt = now + this.options.flushIntervalMs;
-      this.dirty.nextGeneration();
+      this.queue.nextGeneration();
     }
     try {
       this.updateHolding();
       this.updateCircuitLog();
-      if (this.dirty.takeableCount > 0 && this.breaker.waitMs(this.now()) === 0) void this.startRound();
+      if (this.queue.takeableCount > 0 && this.breaker.waitMs(this.now()) === 0) void this.startRound();
     } catch (error) {
       this.logger.error(`Flush tick failed: ${errorMessage(error)}`);
     }
@@ -339,7 +338,7 @@ export class Flusher {
    * no flush() or drain waits, and the dirty set is below half of maxDirtyEntries.
    */
   private updateHolding(): void {
-    this.dirty.setHolding(
+    this.queue.setHolding(
       this.options.coalesceHotKeys &&
         this.timerRunning &&
         !this.closed &&
@@ -373,7 +372,7 @@ export class Flusher {
 
   private topUpWorkers(): void {
     // Counted, not `while (active < wanted)`: a worker stopped by the breaker returns (and counts down) at once.
-    for (let missing = this.wantedWorkers - this.activeWorkers; missing > 0 && this.dirty.takeableCount > 0; missing--) {
+    for (let missing = this.wantedWorkers - this.activeWorkers; missing > 0 && this.queue.takeableCount > 0; missing--) {
       this.activeWorkers++;
       this.roundWorkers.push(this.worker());
     }
@@ -387,7 +386,7 @@ export class Flusher {
   private async worker(): Promise<void> {
     try {
       while (!this.closed && this.breaker.waitMs(this.now()) === 0) {
-        const items = this.dirty.take(this.options.batchSize, MAX_BATCH_CHARS);
+        const items = this.queue.take(this.options.batchSize, MAX_BATCH_CHARS);
         if (items.length === 0) return;
         await this.track(this.writeItems(items));
         this.wantedWorkers = this.targetWorkers();
@@ -407,15 +406,15 @@ export class Flusher {
    */
   private targetWorkers(): number {
     const max = this.options.flushConcurrency;
-    if (max === 1 || this.waiters.size > 0 || this.dirty.queuedHighCount > 0) return max;
+    if (max === 1 || this.waiters.size > 0 || this.queue.queuedHighCount > 0) return max;
     if (this.dirtyHalfFull()) return max;
-    const since = this.dirty.oldestQueuedSince();
+    const since = this.queue.oldestQueuedSince();
     return since !== undefined && this.now() - since >= this.options.flushScaleUpLagMs ? max : 1;
   }
 
   /** The dirty set holds half of maxDirtyEntries: writers would soon wait for room (scale up, hold nothing). */
   private dirtyHalfFull(): boolean {
-    return this.dirty.size * 2 >= this.options.maxDirtyEntries;
+    return this.queue.size * 2 >= this.options.maxDirtyEntries;
   }
 
   private async driveUntilDone(waiter: Waiter): Promise<void> {
@@ -423,13 +422,13 @@ export class Flusher {
       const wait = this.breaker.waitMs(this.now());
       if (wait > 0) {
         await sleep(wait);
-      } else if (this.dirty.takeableCount > 0 && !this.closed) {
+      } else if (this.queue.takeableCount > 0 && !this.closed) {
         await this.startRound();
       } else if (this.active.size > 0) {
         await Promise.allSettled([...this.active]);
       } else {
         // Nothing queued or in flight: whatever is left was cleaned by a path that already reported it.
-        for (const key of waiter.remaining.keys()) if (!this.dirty.has(key)) waiter.remaining.delete(key);
+        for (const key of waiter.remaining.keys()) if (!this.queue.has(key)) waiter.remaining.delete(key);
         if (waiter.remaining.size > 0 && this.closed) throw new WriteBackClosedError('flush');
         if (waiter.remaining.size > 0) throw new Error('write-back flush stalled: dirty entries are neither queued nor in flight');
       }
@@ -462,7 +461,7 @@ export class Flusher {
     this.lastCircuit = 'closed';
     const superseded = skipped && skipped.length > 0 ? new Set(skipped) : undefined;
     for (const item of items) {
-      this.settle(item, 'committed', this.dirty.complete(item), superseded?.has(item.key) ?? false);
+      this.settle(item, 'committed', superseded?.has(item.key) ?? false);
     }
   }
 
@@ -471,7 +470,7 @@ export class Flusher {
     this.counters.flushErrors++;
     this.lastError = { code, message: errorMessage(error), at: new Date() };
     if (classifyError(error) === 'transient') {
-      for (const item of items) this.dirty.release(item);
+      for (const item of items) this.queue.release(item);
       if (this.closed) {
         // The drain gave up and the connection is being closed under this batch: nothing will retry it now.
         this.logger.warn(
@@ -499,18 +498,10 @@ export class Flusher {
   }
 
   private async onRowRejected(item: FlushItem, error: unknown, onFailure?: (error: unknown) => void): Promise<void> {
-    const entry = this.dirty.get(item.key);
-    // A newer value superseded the rejected one; try that instead. A delta is never superseded by later deltas
-    // (they apply on top of it): it is retried and dead-lettered by itself, the later ones flush after it.
-    const superseded =
-      item.delta === undefined ? entry?.version !== item.version : entry?.flight !== item || !entry.relative;
-    if (entry === undefined || superseded) {
-      this.dirty.release(item);
-      return;
-    }
     const now = this.now();
-    entry.attempts++;
-    if (entry.firstFailedAt === 0) entry.firstFailedAt = now;
+    // Undefined: a newer value superseded the rejected one, which was put back to be written instead.
+    const entry = this.queue.recordRejection(item, now);
+    if (entry === undefined) return;
     const code = errorCode(error);
     if (entry.attempts < this.options.maxRetries) {
       this.logger.warn(
@@ -530,7 +521,7 @@ export class Flusher {
     } catch (deadLetterError) {
       // Could not record it: keep the row dirty rather than drop it.
       const delay = this.breaker.recordFailure(this.now());
-      this.dirty.release(item);
+      this.queue.release(item);
       this.logger.error(
         `Could not dead-letter key "${truncate(displayKey(item.key))}" (${errorMessage(deadLetterError)}); kept dirty, retry in ${delay} ms`,
       );
@@ -541,12 +532,11 @@ export class Flusher {
       `Dead-lettered ${item.delta !== undefined ? 'delta' : item.json === null ? 'delete' : 'upsert'} of key "${truncate(displayKey(item.key))}" version ${item.version} ` +
         `after ${entry.attempts} attempts (${code}: ${errorMessage(error)})`,
     );
-    this.settle(item, 'deadLettered', this.dirty.complete(item), false);
+    this.settle(item, 'deadLettered', false);
   }
 
-  private settle(item: FlushItem, outcome: Outcome, clean: boolean, superseded: boolean): void {
-    if (outcome === 'committed') this.listener.onCommitted(item, clean, superseded);
-    else this.listener.onDeadLettered(item, clean);
+  private settle(item: FlushItem, outcome: FlushOutcome, superseded: boolean): void {
+    this.queue.complete(item, outcome, superseded);
     if (this.waiters.size === 0) return;
     for (const waiter of this.waiters) {
       const target = waiter.remaining.get(item.key);
