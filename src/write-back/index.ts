@@ -59,7 +59,7 @@ export { WriteBackMetrics } from './metrics/write-back.metrics.js';
 export type { WriteBackHealth, WriteBackHealthResult } from './health/write-back.health.js';
 export type { WriteBackMetricsRegistry } from './metrics/write-back.metrics.js';
 export type { FlushReport } from './model.js';
-export type { CircuitState } from './flush/circuit-breaker.js';
+export type { CircuitState } from './model.js';
 export type { WriteBackDeadLetter } from './store/write-back.store.js';
 export { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './store/index.js';
 export { WriteBackEntryEntity } from './store/write-back-entry.entity.js';

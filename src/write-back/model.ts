@@ -62,3 +62,46 @@ export interface FlushReport {
   deadLettered: number;
   durationMs: number;
 }
+
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+export interface FlushCounters {
+  flushes: number;
+  flushedEntries: number;
+  flushErrors: number;
+  retries: number;
+  deadLettered: number;
+  flushDurationMsTotal: number;
+  flushDurationMsMax: number;
+}
+
+export interface FlushError {
+  code: string | undefined;
+  message: string;
+  at: Date;
+}
+
+/** What the flusher shows of itself: counters and state, for stats, health and the shutdown log. */
+export interface FlushStatus {
+  readonly counters: Readonly<FlushCounters>;
+  readonly lastFlushAt: Date | undefined;
+  readonly lastError: FlushError | undefined;
+  /** When the timer last ticked (ms since epoch): liveness. */
+  readonly lastTickAt: number;
+  /** Batch writers running now: 0 when idle, 1 while the flusher keeps up, up to `flushConcurrency` when behind. */
+  readonly workers: number;
+  readonly isTimerRunning: boolean;
+  circuitState(): CircuitState;
+}
+
+/** One timer slot the flusher re-arms itself (wired to SchedulerRegistry by the module). */
+export interface FlushTimer {
+  set(callback: () => void, delayMs: number): void;
+  clear(): void;
+}
+
+export interface FlusherLogger {
+  log(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}

@@ -13,8 +13,6 @@ import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
 import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
 import type { WriteBackCache } from './cache/write-back-cache.js';
-import type { CircuitState } from './flush/circuit-breaker.js';
-import type { FlushError, FlushTimer } from './flush/flusher.js';
 import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
 import {
@@ -25,7 +23,7 @@ import {
 } from './write-back.errors.js';
 import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
 import { errorCode } from './store/error-classifier.js';
-import type { FlushReport } from './model.js';
+import type { CircuitState, FlushError, FlushReport, FlushTimer } from './model.js';
 import type { WalRecord, WriteAheadLog } from './wal/index.js';
 import { HybridClock } from './cache/hybrid-clock.js';
 import { RESOLVED, WritePipeline } from './write-pipeline.js';

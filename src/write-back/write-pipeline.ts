@@ -5,8 +5,19 @@ import { serializeValue } from './cache/serialize.js';
 import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { FlushQueue } from './flush/flush-queue.js';
-import { Flusher, type FlusherLogger, type FlusherOptions, type FlushStatus, type FlushTimer } from './flush/flusher.js';
-import type { FlushCompletion, FlushItem, FlushOutcome, FlushReport, FlushSink, StoredRow } from './model.js';
+import { Flusher, type FlusherOptions } from './flush/flusher.js';
+import type { WriteThroughResult } from './flush/write-through.js';
+import type {
+  FlushCompletion,
+  FlusherLogger,
+  FlushItem,
+  FlushOutcome,
+  FlushReport,
+  FlushSink,
+  FlushStatus,
+  FlushTimer,
+  StoredRow,
+} from './model.js';
 import { errorCode } from './store/error-classifier.js';
 import type { WalRecord, WalStats, WriteAheadLog } from './wal/index.js';
 import { WriteBackClosedError, WriteBackOverloadedError, WriteBackWriteThroughError } from './write-back.errors.js';
@@ -33,9 +44,6 @@ export interface WritePipelineParts {
   wal?: WriteAheadLog;
   random?: () => number;
 }
-
-/** How a write made now ended (see Flusher.flushKey). */
-export type WriteThroughResult = Awaited<ReturnType<Flusher['flushKey']>>;
 
 /**
  * The write path, and its only owner: the dirty set (in the cache), the write-ahead log and the flusher. A write
@@ -304,10 +312,6 @@ class PipelineQueue implements FlushQueue {
 
   get queuedHighCount(): number {
     return this.dirty.queuedHighCount;
-  }
-
-  get holding(): boolean {
-    return this.dirty.holding;
   }
 
   get(key: string): Readonly<DirtyEntry> | undefined {

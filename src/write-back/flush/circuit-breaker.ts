@@ -1,6 +1,5 @@
+import type { CircuitState } from '../model.js';
 import { backoffDelay } from './backoff.js';
-
-export type CircuitState = 'closed' | 'open' | 'half-open';
 
 /**
  * Gates flush attempts after transient failures. Every transient failure delays the next attempt by an

@@ -25,8 +25,7 @@ export interface FlushQueue {
   recordRejection(item: FlushItem, now: number): { attempts: number; firstFailedAt: number } | undefined;
   /** The item is in Postgres or in the dead-letter table: its key is clean unless written again meanwhile. */
   complete(item: FlushItem, outcome: FlushOutcome, superseded: boolean): void;
-  /** Hot-key holding (see DirtySet): on or off, and a new generation at each interval tick. */
-  readonly holding: boolean;
+  /** Hot-key holding (see DirtySet and HotKeyHolding): on or off, and a new generation at each interval tick. */
   setHolding(on: boolean): void;
   nextGeneration(): void;
 }

@@ -1,4 +1,4 @@
-import type { FlushTimer } from './flusher.js';
+import type { FlushTimer } from '../model.js';
 
 /** What the flush timer uses of `@nestjs/schedule`'s `SchedulerRegistry`. */
 export interface TimeoutRegistry {
