@@ -1,10 +1,10 @@
 import type { Delta } from './cache/delta.js';
-import { DirtySet, type DirtyEntry } from './cache/dirty-set.js';
+import { DirtySet } from './cache/dirty-set.js';
 import type { HybridClock } from './cache/hybrid-clock.js';
 import { serializeValue } from './cache/serialize.js';
 import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
-import type { FlushQueue } from './flush/flush-queue.js';
+import { DirtySetQueue } from './flush/flush-queue.js';
 import { Flusher, type FlusherOptions } from './flush/flusher.js';
 import type { WriteThroughResult } from './flush/write-through.js';
 import type {
@@ -48,7 +48,7 @@ export interface WritePipelineParts {
 /**
  * The write path, and its only owner: the dirty set (in the cache), the write-ahead log and the flusher. A write
  * is recorded in memory, logged in the same synchronous step, then the flusher is told; the flusher reaches the
- * dirty entries only through the narrow {@link FlushQueue} this builds, and reports each item that left the
+ * dirty entries only through the narrow FlushQueue port this builds, and reports each item that left the
  * in-flight state, which this turns into the cache's and the log's bookkeeping, then into completion events.
  */
 export class WritePipeline {
@@ -80,60 +80,11 @@ export class WritePipeline {
     const wal = this.wal;
     // A pending write another instance superseded leaves memory without a flush: the log may forget it too.
     if (wal) this.cache.onSuperseded = (item) => wal.settle(item.key, item.version);
-    const queue = new PipelineQueue(dirty, (item, outcome, clean, superseded) => this.completed(item, outcome, clean, superseded));
+    const queue = new DirtySetQueue(dirty, (item, outcome, clean, superseded) =>
+      this.completed(item, outcome, clean, superseded),
+    );
     this.flusher = new Flusher(queue, parts.sink, options, parts.timer, parts.logger, Date.now, parts.random);
     this.status = this.flusher;
-  }
-
-  /** Whether writes are logged (durability `wal-async` or `wal-sync`). */
-  get hasWal(): boolean {
-    return this.wal !== undefined;
-  }
-
-  /** The write-ahead log's counters, or undefined without one. */
-  walStats(): WalStats | undefined {
-    return this.wal?.stats();
-  }
-
-  /** Told about every item that left the in-flight state for good (committed or dead-lettered). */
-  onCompleted(listener: (completion: FlushCompletion) => void): void {
-    this.completionListeners.push(listener);
-  }
-
-  /** Told the duration (ms) and rows of every committed batch. */
-  onBatchCommitted(listener: (durationMs: number, rows: number) => void): void {
-    this.flusher.onBatchCommitted = listener;
-  }
-
-  /** Starts the flush timer (with `autoFlush`). */
-  start(): void {
-    this.flusher.start();
-  }
-
-  /** Stops the flush timer; rounds in progress finish. */
-  stop(): void {
-    this.flusher.stopTimer();
-  }
-
-  /** From the start of the shutdown drain: writes are refused, a write waiting for room gives up. */
-  get isClosing(): boolean {
-    return this.closing;
-  }
-
-  beginShutdown(): void {
-    this.closing = true;
-  }
-
-  /** Replays the write-ahead log's records: dirty again at their logged versions, they flush as usual. */
-  recover(records: readonly WalRecord[]): void {
-    for (const record of records) {
-      if (record.delta === true) {
-        const state = parseWalDeltaState(record.json!);
-        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank, record.json!.length);
-      } else {
-        this.cache.requeue(record.key, record.json, record.version, record.rank);
-      }
-    }
   }
 
   /**
@@ -150,24 +101,29 @@ export class WritePipeline {
     return this.acceptSlowly(key, json, rank, writeThrough);
   }
 
-  private async acceptSlowly(key: string, change: string | null | Delta, rank: number, writeThrough: boolean): Promise<void> {
-    // The last room check and the write happen in one synchronous step: writers woken together by one freed
-    // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
-    let deadline: number | undefined;
-    const chars = change === null ? 0 : typeof change === 'string' ? change.length : deltaSize(change);
-    while (!this.cache.hasRoomFor(key, chars)) {
-      deadline ??= Date.now() + this.options.backpressureTimeoutMs;
-      await this.waitForRoom(key, chars, deadline);
-    }
-    const durable =
-      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
-    if (durable !== undefined) await durable;
-    if (writeThrough) {
-      const result = await this.flusher.flushKey(key);
-      if (result.outcome === 'queued' || result.outcome === 'deadLettered') {
-        throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
-      }
-    }
+  /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */
+  private write(key: string, json: string | null, rank: number): Promise<void> | undefined {
+    const version = this.cache.write(key, json, rank);
+    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
+    const durable = this.wal?.append({ key, json, version, rank });
+    this.flusher.notifyWrite(rank);
+    return durable;
+  }
+
+  /** What a write accepted on the fast path returns: the WAL's promise, then one yield if a flush is due. */
+  private afterWrite(durable: Promise<void> | undefined): Promise<void> {
+    if (!this.flusher.isFlushDue(this.cache.lastWriteAt)) return durable ?? RESOLVED;
+    return durable === undefined ? this.yieldToFlusher() : durable.then(() => this.yieldToFlusher());
+  }
+
+  /** Resolves after one turn of the event loop (I/O included: setImmediate runs after the poll phase), starting the due flush. */
+  private yieldToFlusher(): Promise<void> {
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.flusher.tickIfDue();
+        resolve();
+      }),
+    );
   }
 
   acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
@@ -202,29 +158,24 @@ export class WritePipeline {
     return durable;
   }
 
-  /** Applies a write to memory (and the WAL); returns the WAL's promise when there is one to wait for. */
-  private write(key: string, json: string | null, rank: number): Promise<void> | undefined {
-    const version = this.cache.write(key, json, rank);
-    // Logged in the same tick as the write, before the flusher can take it: its settle() always follows.
-    const durable = this.wal?.append({ key, json, version, rank });
-    this.flusher.notifyWrite(rank);
-    return durable;
-  }
-
-  /** What a write accepted on the fast path returns: the WAL's promise, then one yield if a flush is due. */
-  private afterWrite(durable: Promise<void> | undefined): Promise<void> {
-    if (!this.flusher.isFlushDue(this.cache.lastWriteAt)) return durable ?? RESOLVED;
-    return durable === undefined ? this.yieldToFlusher() : durable.then(() => this.yieldToFlusher());
-  }
-
-  /** Resolves after one turn of the event loop (I/O included: setImmediate runs after the poll phase), starting the due flush. */
-  private yieldToFlusher(): Promise<void> {
-    return new Promise((resolve) =>
-      setImmediate(() => {
-        this.flusher.tickIfDue();
-        resolve();
-      }),
-    );
+  private async acceptSlowly(key: string, change: string | null | Delta, rank: number, writeThrough: boolean): Promise<void> {
+    // The last room check and the write happen in one synchronous step: writers woken together by one freed
+    // slot each check again right here, so only one of them takes it (dirty never exceeds maxDirtyEntries).
+    let deadline: number | undefined;
+    const chars = change === null ? 0 : typeof change === 'string' ? change.length : deltaSize(change);
+    while (!this.cache.hasRoomFor(key, chars)) {
+      deadline ??= Date.now() + this.options.backpressureTimeoutMs;
+      await this.waitForRoom(key, chars, deadline);
+    }
+    const durable =
+      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
+    if (durable !== undefined) await durable;
+    if (writeThrough) {
+      const result = await this.flusher.flushKey(key);
+      if (result.outcome === 'queued' || result.outcome === 'deadLettered') {
+        throw new WriteBackWriteThroughError(key, errorCode(result.error), result.error, result.outcome === 'queued');
+      }
+    }
   }
 
   /** Waits until `key` has room or throws; the caller checks again before writing (see accept). */
@@ -269,9 +220,59 @@ export class WritePipeline {
     this.cache.onCommitted(item, false);
   }
 
+  /** Replays the write-ahead log's records: dirty again at their logged versions, they flush as usual. */
+  recover(records: readonly WalRecord[]): void {
+    for (const record of records) {
+      if (record.delta === true) {
+        const state = parseWalDeltaState(record.json!);
+        this.cache.requeueDelta(record.key, state.flight, state.pending, record.version, record.rank, record.json!.length);
+      } else {
+        this.cache.requeue(record.key, record.json, record.version, record.rank);
+      }
+    }
+  }
+
+  /** The flusher reported `item` done: the dirty set, the cache and the log learn it, then the listeners. */
+  private completed(item: FlushItem, outcome: FlushOutcome, clean: boolean, superseded: boolean): void {
+    if (outcome === 'committed') this.cache.onCommitted(item, clean, superseded);
+    else this.cache.onDeadLettered(item, clean);
+    // The log may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
+    this.wal?.settle(item.key, item.version);
+    for (const listener of this.completionListeners) listener({ item, outcome, clean, superseded });
+  }
+
+  /** Told about every item that left the in-flight state for good (committed or dead-lettered). */
+  onCompleted(listener: (completion: FlushCompletion) => void): void {
+    this.completionListeners.push(listener);
+  }
+
+  /** Told the duration (ms) and rows of every committed batch. */
+  onBatchCommitted(listener: (durationMs: number, rows: number) => void): void {
+    this.flusher.onBatchCommitted = listener;
+  }
+
   /** See Flusher.flush. */
   flush(options: { timeoutMs?: number } = {}): Promise<FlushReport> {
     return this.flusher.flush(options);
+  }
+
+  /** Starts the flush timer (with `autoFlush`). */
+  start(): void {
+    this.flusher.start();
+  }
+
+  /** Stops the flush timer; rounds in progress finish. */
+  stop(): void {
+    this.flusher.stopTimer();
+  }
+
+  /** From the start of the shutdown drain: writes are refused, a write waiting for room gives up. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  beginShutdown(): void {
+    this.closing = true;
   }
 
   /**
@@ -285,77 +286,14 @@ export class WritePipeline {
     return left;
   }
 
-  /** The flusher reported `item` done: the dirty set, the cache and the log learn it, then the listeners. */
-  private completed(item: FlushItem, outcome: FlushOutcome, clean: boolean, superseded: boolean): void {
-    if (outcome === 'committed') this.cache.onCommitted(item, clean, superseded);
-    else this.cache.onDeadLettered(item, clean);
-    // The log may drop a record once the version it holds (or a newer one) is committed or dead-lettered.
-    this.wal?.settle(item.key, item.version);
-    for (const listener of this.completionListeners) listener({ item, outcome, clean, superseded });
-  }
-}
-
-/** The flusher's port onto the dirty set: the set's own methods, with completion reported to the pipeline. */
-class PipelineQueue implements FlushQueue {
-  constructor(
-    private readonly dirty: DirtySet,
-    private readonly onComplete: (item: FlushItem, outcome: FlushOutcome, clean: boolean, superseded: boolean) => void,
-  ) {}
-
-  get size(): number {
-    return this.dirty.size;
+  /** Whether writes are logged (durability `wal-async` or `wal-sync`). */
+  get hasWal(): boolean {
+    return this.wal !== undefined;
   }
 
-  get takeableCount(): number {
-    return this.dirty.takeableCount;
-  }
-
-  get queuedHighCount(): number {
-    return this.dirty.queuedHighCount;
-  }
-
-  get(key: string): Readonly<DirtyEntry> | undefined {
-    return this.dirty.get(key);
-  }
-
-  has(key: string): boolean {
-    return this.dirty.has(key);
-  }
-
-  oldestQueuedSince(): number | undefined {
-    return this.dirty.oldestQueuedSince();
-  }
-
-  snapshotVersions(): Map<string, number> {
-    return this.dirty.snapshotVersions();
-  }
-
-  take(max: number, maxChars: number): FlushItem[] {
-    return this.dirty.take(max, maxChars);
-  }
-
-  takeKey(key: string): FlushItem | undefined {
-    return this.dirty.takeKey(key);
-  }
-
-  release(item: FlushItem): void {
-    this.dirty.release(item);
-  }
-
-  recordRejection(item: FlushItem, now: number): { attempts: number; firstFailedAt: number } | undefined {
-    return this.dirty.recordRejection(item, now);
-  }
-
-  complete(item: FlushItem, outcome: FlushOutcome, superseded: boolean): void {
-    this.onComplete(item, outcome, this.dirty.complete(item), superseded);
-  }
-
-  setHolding(on: boolean): void {
-    this.dirty.setHolding(on);
-  }
-
-  nextGeneration(): void {
-    this.dirty.nextGeneration();
+  /** The write-ahead log's counters, or undefined without one. */
+  walStats(): WalStats | undefined {
+    return this.wal?.stats();
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../src/write-back/flush/backoff.js';
+import { backoffDelay } from '../../src/write-back/backoff.js';
 
 const ONE = () => 1;
 const ZERO = () => 0;

@@ -196,6 +196,27 @@ describe('DirtySet', () => {
     });
   });
 
+  describe('recordRejection()', () => {
+    it('counts the attempts of the version in flight and keeps the time of the first', () => {
+      const dirty = new DirtySet();
+      dirty.write('a', '1', 1, NORMAL, 1000);
+      const [item] = dirty.take(1);
+      expect(dirty.recordRejection(item, 5000)).toEqual({ attempts: 1, firstFailedAt: 5000 });
+      expect(dirty.recordRejection(item, 6000)).toEqual({ attempts: 2, firstFailedAt: 5000 });
+      expect(dirty.get('a')).toMatchObject({ attempts: 2, firstFailedAt: 5000, inFlight: true });
+    });
+
+    it('releases an item a newer write superseded, for the newer value to be written instead', () => {
+      const dirty = new DirtySet();
+      dirty.write('a', '1', 1, NORMAL, 1000);
+      const [item] = dirty.take(1);
+      dirty.write('a', '2', 2, NORMAL, 2000);
+      expect(dirty.recordRejection(item, 5000)).toBeUndefined();
+      expect(dirty.get('a')).toMatchObject({ attempts: 0, inFlight: false });
+      expect(dirty.take(10)).toEqual([{ key: 'a', json: '2', version: 2, rank: NORMAL }]);
+    });
+  });
+
   describe('priority upgrade of a queued key', () => {
     it('moves a queued normal key to the high queue', () => {
       const dirty = new DirtySet();

@@ -1,5 +1,5 @@
 import type { CircuitState } from '../model.js';
-import { backoffDelay } from './backoff.js';
+import { backoffDelay } from '../backoff.js';
 
 /**
  * Gates flush attempts after transient failures. Every transient failure delays the next attempt by an

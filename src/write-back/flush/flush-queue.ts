@@ -1,4 +1,4 @@
-import type { DirtyEntry } from '../cache/dirty-set.js';
+import type { DirtyEntry, DirtySet } from '../cache/dirty-set.js';
 import type { FlushItem, FlushOutcome } from '../model.js';
 
 /**
@@ -28,4 +28,68 @@ export interface FlushQueue {
   /** Hot-key holding (see DirtySet and HotKeyHolding): on or off, and a new generation at each interval tick. */
   setHolding(on: boolean): void;
   nextGeneration(): void;
+}
+
+/** The port over the write pipeline's DirtySet: the set's own methods, with each completion reported to `onComplete`. */
+export class DirtySetQueue implements FlushQueue {
+  constructor(
+    private readonly dirty: DirtySet,
+    private readonly onComplete: (item: FlushItem, outcome: FlushOutcome, clean: boolean, superseded: boolean) => void,
+  ) {}
+
+  get size(): number {
+    return this.dirty.size;
+  }
+
+  get takeableCount(): number {
+    return this.dirty.takeableCount;
+  }
+
+  get queuedHighCount(): number {
+    return this.dirty.queuedHighCount;
+  }
+
+  get(key: string): Readonly<DirtyEntry> | undefined {
+    return this.dirty.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.dirty.has(key);
+  }
+
+  oldestQueuedSince(): number | undefined {
+    return this.dirty.oldestQueuedSince();
+  }
+
+  snapshotVersions(): Map<string, number> {
+    return this.dirty.snapshotVersions();
+  }
+
+  take(max: number, maxChars: number): FlushItem[] {
+    return this.dirty.take(max, maxChars);
+  }
+
+  takeKey(key: string): FlushItem | undefined {
+    return this.dirty.takeKey(key);
+  }
+
+  release(item: FlushItem): void {
+    this.dirty.release(item);
+  }
+
+  recordRejection(item: FlushItem, now: number): { attempts: number; firstFailedAt: number } | undefined {
+    return this.dirty.recordRejection(item, now);
+  }
+
+  complete(item: FlushItem, outcome: FlushOutcome, superseded: boolean): void {
+    this.onComplete(item, outcome, this.dirty.complete(item), superseded);
+  }
+
+  setHolding(on: boolean): void {
+    this.dirty.setHolding(on);
+  }
+
+  nextGeneration(): void {
+    this.dirty.nextGeneration();
+  }
 }

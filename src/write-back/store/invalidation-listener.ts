@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { backoffDelay } from '../flush/backoff.js';
+import { backoffDelay } from '../backoff.js';
 import { errorMessage } from '../write-back.errors.js';
 
 /** `off`: single instance, nothing to hear; `connecting`: before the first LISTEN; `listening`; `down`: reconnecting (with backoff). */
