@@ -11,7 +11,7 @@ import { EntityTable } from './entities/entity-table.js';
 import { EntityWriter } from './entities/entity-writer.js';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
-import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
+import { deltaSize, incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
 import { parseWalDeltaState, walDeltaState } from './cache/wal-delta-state.js';
 import { WriteBackCache } from './cache/write-back-cache.js';
 import type { CircuitState } from './flush/circuit-breaker.js';
@@ -699,14 +699,6 @@ function validateDeadLetterId(id: unknown, name: string): void {
  * text (kept as a snapshot since the call), a small constant per increment. Composed deltas are counted as the sum
  * of their parts (an upper bound).
  */
-function deltaSize(delta: Delta): number {
-  let size = 0;
-  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
-  if (delta.set !== undefined) size += JSON.stringify(delta.set).length;
-  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
-  return size;
-}
-
 /** The dirty-set key a dead letter was written from. */
 function keyOfDeadLetter(letter: WriteBackDeadLetter): string {
   return letter.entity ? entityKeyOfStored(letter.entity, letter.key) : letter.key;

@@ -311,18 +311,28 @@ export class WriteBackStore {
     let sql = (plain.length > 0 ? this.batchSql(plain) : this.timeoutSql).replace(/;\s*$/, '');
     const fixUp = plain.length > 0 && this.fixUpSql(plain) !== '' ? 1 : 0;
     const writers = [...byEntity];
+    // Where each entity's result naming its skipped rows is, among the statements (-1: none).
+    const generalAt: number[] = [];
+    let next = plain.length > 0 ? 2 + fixUp : 1;
     for (const [writer, group] of writers) {
       // Entity deltas have their own ledger origin: a key-value key may read like an entity's stored key.
-      const text = await writer.sql((query, params) => this.dataSource.query(query, params));
-      sql += `;${inline(text, [writer.document(group), `${this.deltaOrigin}:entities`])}`;
+      const { sql: statements, general } = await writer.statements(
+        (text, params) => this.dataSource.query(text, params),
+        group,
+        `${this.deltaOrigin}:entities`,
+      );
+      generalAt.push(general < 0 ? -1 : next + general);
+      next += statements.length;
+      sql += `;${statements.join(';')}`;
     }
     // The entity rows are announced like key-value entries (in the same transaction: heard when it commits).
     const entityItems = writers.flatMap(([, group]) => group);
     if (this.replication?.notify === true && entityItems.length > 0) sql += `;${this.notifySql(entityItems)}`;
     const results = await this.runAll<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs);
     const skipped = plain.length > 0 ? this.batchResult(results[1]) : [];
-    const first = plain.length > 0 ? 2 + fixUp : 1;
-    writers.forEach(([writer], i) => skipped.push(...writer.skipped(skippedKeys(results[first + i]))));
+    writers.forEach(([writer], i) => {
+      if (generalAt[i] >= 0) skipped.push(...writer.skipped(skippedKeys(results[generalAt[i]])));
+    });
     return skipped;
   }
 
@@ -557,14 +567,6 @@ function integer(value: number): string {
 interface PgClient {
   query(sql: string): Promise<{ rows: unknown[] } | { rows: unknown[] }[]>;
   connection?: { stream?: { destroy(error?: Error): void } };
-}
-
-/**
- * `sql` with its `$1`, `$2`... replaced by dollar-quoted literals of `values`, in one pass (a literal's own text is
- * never scanned again): the entity statements are written with parameters, the store sends no parameters.
- */
-function inline(sql: string, values: readonly string[]): string {
-  return sql.replace(/\$(\d+)(?!\d)/g, (match, n: string) => (Number(n) <= values.length ? dollarQuote(values[Number(n) - 1]) : match));
 }
 
 function skippedKeys(rows: { skipped: string[] }[]): string[] {
