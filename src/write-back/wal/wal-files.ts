@@ -68,6 +68,7 @@ export async function createZeroFilledFile(file: string, bytes: number): Promise
     for (let position = 0; position < bytes; ) {
       const length = Math.min(zeroChunk.length, bytes - position);
       const { bytesWritten } = await handle.write(zeroChunk, 0, length, position);
+      // Internal: the caller (the WAL's segment preparation) reports it as WalIoError.
       if (bytesWritten <= 0) throw new Error('the write made no progress');
       position += bytesWritten;
     }

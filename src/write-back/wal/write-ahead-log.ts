@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { errorMessage, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
+import { errorMessage, WalIoError, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
 import { encodeRecord, invalidRecordReason, maxEncodedBytes, type WalRecord } from './wal-codec.js';
 import {
   createZeroFilledFile,
@@ -18,7 +18,6 @@ export const WAL_LOCK_FILE = 'wal.lock';
 import { resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './wal-options.js';
 import { scanSegment } from './wal-reader.js';
 import { WalRetention, WalSegment } from './wal-retention.js';
-import { WalIoError } from './wal.errors.js';
 
 /** Counters of `WriteAheadLog.stats()`. */
 export interface WalStats {
@@ -397,6 +396,7 @@ export class WriteAheadLog {
             inline && length <= INLINE_WRITE_BYTES
               ? writeSync(file.handle.fd, chunk.buf, offset, length, file.position)
               : (await file.handle.write(chunk.buf, offset, length, file.position)).bytesWritten;
+          // Internal: caught below and wrapped in WalIoError, the only error a caller sees.
           if (bytesWritten <= 0) throw new Error('the write made no progress');
           offset += bytesWritten;
           file.position += bytesWritten;
@@ -452,6 +452,7 @@ export class WriteAheadLog {
     try {
       // A segment file is never reused: an existing one means something else writes to this directory (the
       // directory lock keeps other logs out, so nothing can create it between this check and the rename).
+      // Internal: caught below and wrapped in WalIoError.
       if (await exists(segment.file)) throw new Error('the segment file exists already');
       await rename(prepared.file, segment.file);
       await syncDirectory(this.options.dir);
