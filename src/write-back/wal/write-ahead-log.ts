@@ -15,7 +15,7 @@ import { lockDirectory } from './dir-lock.js';
 
 /** The lock file inside walDir; not a segment, so replay ignores it. */
 export const WAL_LOCK_FILE = 'wal.lock';
-import { resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './wal-options.js';
+import type { WalOptions } from './wal-options.js';
 import { scanSegment } from './wal-reader.js';
 import { WalRetention, WalSegment } from './wal-retention.js';
 
@@ -133,7 +133,7 @@ export class WriteAheadLog {
   private prepared: Promise<PreparedFile> | undefined;
 
   private constructor(
-    private readonly options: ResolvedWalOptions,
+    private readonly options: WalOptions,
     firstFreeId: number,
     private readonly unlock: () => Promise<void>,
   ) {
@@ -150,20 +150,19 @@ export class WriteAheadLog {
    * `corruption: 'skip'` is passed over with a warning. New records go to a new segment.
    */
   static async open(options: WalOptions): Promise<{ wal: WriteAheadLog; recovered: WalRecord[] }> {
-    const resolved = resolveWalOptions(options);
-    await ensureDirectory(resolved.dir);
+    await ensureDirectory(options.dir);
     // Two processes appending to (and deleting) one log's segments would lose writes.
     const unlock = await lockDirectory(
-      path.join(resolved.dir, WAL_LOCK_FILE),
-      `The write-ahead log directory ${resolved.dir}`,
+      path.join(options.dir, WAL_LOCK_FILE),
+      `The write-ahead log directory ${options.dir}`,
       'Give each process and each write-back instance its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
-      resolved.owner === undefined ? undefined : `write-back instance "${resolved.owner}"`,
+      options.owner === undefined ? undefined : `write-back instance "${options.owner}"`,
     );
     try {
       // Left by a crash while the next segment was being prepared: possibly short, never holding records.
-      await rm(path.join(resolved.dir, PREPARED_SEGMENT_FILE), { force: true });
-      const ids = await listSegmentIds(resolved.dir);
-      const wal = new WriteAheadLog(resolved, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
+      await rm(path.join(options.dir, PREPARED_SEGMENT_FILE), { force: true });
+      const ids = await listSegmentIds(options.dir);
+      const wal = new WriteAheadLog(options, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
       const recovered = await wal.replay(ids);
       await wal.start();
       return { wal, recovered };
