@@ -73,10 +73,10 @@ const ASYNC_BUFFER_LIMIT = 4 * 1024 * 1024;
 const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 /**
  * With wal-sync, a group of up to this many bytes is written with `writeSync` on the event-loop thread: copying it
- * into the page cache takes ~0.1 ms for 64 KiB here, while an asynchronous write costs a thread-pool round trip
- * whose completion waits for the event loop, which the flusher can keep busy for milliseconds (256 writers with the
- * flusher running: ~50k -> ~60-65k acks/s). Bigger groups, and every wal-async write (nobody waits for it), go
- * through the thread pool. The fdatasync is always asynchronous.
+ * into the page cache is quick, while an asynchronous write costs a thread-pool round trip whose completion waits
+ * for the event loop, which the flusher can keep busy for milliseconds, and every waiting writer waits with it.
+ * Bigger groups, and every wal-async write (nobody waits for it), go through the thread pool. The fdatasync is
+ * always asynchronous. (Figures: bench/README.md, "Results and history".)
  */
 const INLINE_WRITE_BYTES = 1024 * 1024;
 
@@ -368,7 +368,7 @@ export class WriteAheadLog {
           // The event loop ran all its phases while the fdatasync was in the thread pool, so nothing starves if the
           // next round starts now: one microtask lets the writers just acknowledged append again (they run first),
           // and what came in during the sync is written at once instead of after the next poll phase, whose I/O
-          // callbacks (the flusher's) then run during the next sync. ~10-25% more acks/s with 256 writers.
+          // callbacks (the flusher's) then run during the next sync.
           await null;
         } else {
           await yieldToEventLoop();
