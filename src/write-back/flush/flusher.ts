@@ -1,6 +1,6 @@
 import type { DirtySet, FlushItem } from '../cache/dirty-set.js';
 import type { DeadLetterFailure } from '../store/write-back.store.js';
-import { WriteBackClosedError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
+import { WriteBackClosedError, WriteBackFlushStalledError, WriteBackFlushTimeoutError, errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
 import { classifyError, errorCode, isLostConnection } from './error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
@@ -448,7 +448,7 @@ export class Flusher {
         // Nothing queued or in flight: whatever is left was cleaned by a path that already reported it.
         for (const key of waiter.remaining.keys()) if (!this.dirty.has(key)) waiter.remaining.delete(key);
         if (waiter.remaining.size > 0 && this.closed) throw new WriteBackClosedError('flush');
-        if (waiter.remaining.size > 0) throw new Error('write-back flush stalled: dirty entries are neither queued nor in flight');
+        if (waiter.remaining.size > 0) throw new WriteBackFlushStalledError();
       }
     }
   }

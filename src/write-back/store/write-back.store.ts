@@ -12,6 +12,7 @@ import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
 import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
 import type { EntityWriter } from '../entities/entity-writer.js';
+import { WriteBackDuplicateEntityError, WriteBackEntityNotRegisteredError } from '../write-back.errors.js';
 
 /** What the flusher records about a row Postgres kept rejecting. */
 export interface DeadLetterFailure {
@@ -354,7 +355,7 @@ export class WriteBackStore {
   registerEntity(writer: EntityWriter): void {
     const found = this.entityWriters.get(writer.table.name);
     if (found !== undefined && found.table.metadata.target !== writer.table.metadata.target) {
-      throw new Error(`Two entities named ${writer.table.name} are written behind by one instance`);
+      throw new WriteBackDuplicateEntityError(writer.table.name);
     }
     this.entityWriters.set(writer.table.name, writer);
   }
@@ -362,7 +363,7 @@ export class WriteBackStore {
   entityWriter(key: string): EntityWriter {
     const { entity } = parseEntityKey(key);
     const writer = this.entityWriters.get(entity);
-    if (writer === undefined) throw new Error(`Entity ${entity} is not registered with WriteBackModule.forFeature on this instance`);
+    if (writer === undefined) throw new WriteBackEntityNotRegisteredError(entity);
     return writer;
   }
 

@@ -2,10 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
-import { captureLogger, rec, segmentFiles, tempDir, waitFor } from './wal-test-helpers.js';
+import { captureLogger, rec, segmentFiles, syncOptions, tempDir, waitFor } from './wal-test-helpers.js';
 
-const asyncOptions = (dir: string, syncIntervalMs: number) =>
-  ({ dir, mode: 'wal-async', syncIntervalMs, logger: captureLogger() }) as const;
+const asyncOptions = (dir: string, syncIntervalMs: number) => syncOptions(dir, { mode: 'wal-async', syncIntervalMs });
 
 /** Polls through setImmediate, which keeps working while setTimeout is faked. */
 async function pollUntil(check: () => boolean | Promise<boolean>, rounds = 5000): Promise<void> {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
-import { captureLogger, tempDir } from './wal-test-helpers.js';
+import { captureLogger, syncOptions, tempDir } from './wal-test-helpers.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -19,7 +19,7 @@ const CHILD = `
 import { writeSync } from 'node:fs';
 import { WriteAheadLog } from './src/write-back/wal/index.js';
 const [dir, mode, floor] = process.argv.slice(2);
-const { wal } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, segmentBytes: 4 * 1024, logger: { log: () => {}, warn: console.error, error: console.error } });
+const { wal } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, segmentBytes: 4 * 1024, corruption: 'fail', logger: { log: () => {}, warn: console.error, error: console.error } });
 let version = Number(floor);
 const acked = [];
 setInterval(() => {
@@ -110,7 +110,7 @@ describe.each(['wal-sync', 'wal-async'] as const)('WriteAheadLog after kill -9 (
       }
 
       const logger = captureLogger();
-      const { wal, recovered } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, logger });
+      const { wal, recovered } = await WriteAheadLog.open(syncOptions(dir, { mode, syncIntervalMs: 5, logger }));
       await wal.close();
       expect(logger.errors).toEqual([]);
       const byKey = new Map(recovered.map((record) => [record.key, record]));

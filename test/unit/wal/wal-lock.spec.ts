@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
 import { WAL_LOCK_FILE } from '../../../src/write-back/wal/write-ahead-log.js';
-import { WriteBackDirectoryInUseError } from '../../../src/write-back/wal/dir-lock.js';
+import { WriteBackDirectoryInUseError } from '../../../src/write-back/write-back.errors.js';
 import { rec, syncOptions, tempDir } from './wal-test-helpers.js';
 
 /** A live process other than this one, to own a lock file. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import type { WalRecord } from '../../../src/write-back/wal/index.js';
 import type { WalLogger, WalOptions } from '../../../src/write-back/wal/wal-options.js';
+import { WRITE_BACK_DEFAULTS } from '../../../src/write-back/write-back.options.js';
 
 const dirs: string[] = [];
 
@@ -33,8 +34,17 @@ export function captureLogger(): WalLogger & { warnings: string[]; errors: strin
   };
 }
 
+/** Options of a `wal-sync` log in `dir`, resolved as `resolveWriteBackOptions` would (its defaults), with `extra` on top. */
 export function syncOptions(dir: string, extra: Partial<WalOptions> = {}): WalOptions {
-  return { dir, mode: 'wal-sync', syncIntervalMs: 50, logger: captureLogger(), ...extra };
+  return {
+    dir,
+    mode: 'wal-sync',
+    syncIntervalMs: 50,
+    segmentBytes: WRITE_BACK_DEFAULTS.walSegmentBytes,
+    corruption: WRITE_BACK_DEFAULTS.walCorruption,
+    logger: captureLogger(),
+    ...extra,
+  };
 }
 
 export function rec(key: string, version: number, json: string | null = `{"v":${version}}`, rank = 1): WalRecord {
