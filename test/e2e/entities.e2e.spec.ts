@@ -10,9 +10,6 @@ import {
   UpdateDateColumn,
   VersionColumn,
 } from 'typeorm';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   InjectWriteBackRepository,
@@ -22,8 +19,12 @@ import {
   WriteBackValidationError,
   getWriteBackRepositoryToken,
 } from '../../src/write-back/index.js';
-import { databaseUrl, freshSchema, isPglite, NEEDS_SERVER, startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
+import { databaseUrl, freshSchema, isPglite, NEEDS_SERVER } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
+import { copyWalDir } from '../support/wal.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 enum Status {
   Active = 'active',
@@ -382,41 +383,30 @@ describe('WriteBackModule.forFeature: write-behind into the app\'s own entity ta
   });
 
   it('replays entity rows from the WAL after a crash: saves and updates once more, increments exactly once', async () => {
-    const dirs: string[] = [];
-    const tempDir = async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'write-back-entity-wal-'));
-      dirs.push(dir);
-      return dir;
-    };
-    try {
-      const schema = freshSchema();
-      const walDir = await tempDir();
-      const a = await start({ schema, durability: 'wal-sync', walDir });
-      await a.sql.query(`INSERT INTO wb_memberships ("teamId", "userName", role, visits) VALUES (6, 'ada', 'a', 1)`);
-      await a.memberships.save({ teamId: 6, userName: 'bob', role: 'new', visits: 2 });
-      await a.memberships.increment({ teamId: 6, userName: 'ada' }, 'visits', 5);
-      await a.memberships.update({ teamId: 6, userName: 'ada' }, { role: 'b' });
-      await a.memberships.delete({ teamId: 6, userName: 'gone' });
-      // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
-      const image = await tempDir();
-      await cp(walDir, image, { recursive: true, filter: (source) => path.basename(source) !== 'wal.lock' });
-      await a.service.flush();
-      const rows = async (t: WriteBackTestApp) =>
-        (await t.sql.query(`SELECT "userName", role, visits FROM wb_memberships WHERE "teamId" = 6 ORDER BY "userName"`)).rows;
-      const expected = [
-        { userName: 'ada', role: 'b', visits: 6 },
-        { userName: 'bob', role: 'new', visits: 2 },
-      ];
-      expect(await rows(a)).toEqual(expected);
-      await a.close();
-      // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
-      const b = await start({ schema, durability: 'wal-sync', walDir: image }, false);
-      expect(b.service.stats().dirty).toBe(3);
-      await b.service.flush();
-      expect(await rows(b)).toEqual(expected);
-    } finally {
-      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-    }
+    const schema = freshSchema();
+    const walDir = await tempDir('write-back-entity-wal-');
+    const a = await start({ schema, durability: 'wal-sync', walDir });
+    await a.sql.query(`INSERT INTO wb_memberships ("teamId", "userName", role, visits) VALUES (6, 'ada', 'a', 1)`);
+    await a.memberships.save({ teamId: 6, userName: 'bob', role: 'new', visits: 2 });
+    await a.memberships.increment({ teamId: 6, userName: 'ada' }, 'visits', 5);
+    await a.memberships.update({ teamId: 6, userName: 'ada' }, { role: 'b' });
+    await a.memberships.delete({ teamId: 6, userName: 'gone' });
+    // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
+    const image = await copyWalDir(walDir);
+    await a.service.flush();
+    const rows = async (t: WriteBackTestApp) =>
+      (await t.sql.query(`SELECT "userName", role, visits FROM wb_memberships WHERE "teamId" = 6 ORDER BY "userName"`)).rows;
+    const expected = [
+      { userName: 'ada', role: 'b', visits: 6 },
+      { userName: 'bob', role: 'new', visits: 2 },
+    ];
+    expect(await rows(a)).toEqual(expected);
+    await a.close();
+    // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
+    const b = await start({ schema, durability: 'wal-sync', walDir: image }, false);
+    expect(b.service.stats().dirty).toBe(3);
+    await b.service.flush();
+    expect(await rows(b)).toEqual(expected);
   });
 
   it('two instances on one table: increments add up exactly, updates of different columns both survive', async () => {

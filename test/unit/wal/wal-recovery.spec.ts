@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { WalCorruptionError, WriteAheadLog, type WalRecord } from '../../../src/write-back/wal/index.js';
 import { encodeRecordToBuffer } from '../../../src/write-back/wal/wal-codec.js';
 import { WriteBackError } from '../../../src/write-back/write-back.errors.js';
-import { byKey, captureLogger, rec, segmentFiles, syncOptions, tempDir } from './wal-test-helpers.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { byKey, captureLogger, rec, segmentFiles, syncOptions } from '../../support/wal.js';
 
 const five = [rec('a', 1), rec('b', 2), rec('c', 3, null), rec('d', 4, '{"unicode":"ü✓"}', 0), rec('e', 5, '[]', 2)];
 

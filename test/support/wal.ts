@@ -1,23 +1,9 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach } from 'vitest';
-import type { WalRecord } from '../../../src/write-back/wal/index.js';
-import type { WalLogger, WalOptions } from '../../../src/write-back/wal/wal-options.js';
-import { WRITE_BACK_DEFAULTS } from '../../../src/write-back/write-back.options.js';
-
-const dirs: string[] = [];
-
-/** A fresh directory under the OS temp dir, removed after the test. */
-export async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'wal-spec-'));
-  dirs.push(dir);
-  return dir;
-}
-
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
-});
+import { cp, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { WalRecord } from '../../src/write-back/wal/index.js';
+import type { WalLogger, WalOptions } from '../../src/write-back/wal/wal-options.js';
+import { WRITE_BACK_DEFAULTS } from '../../src/write-back/write-back.options.js';
+import { tempDir } from './temp-dir.js';
 
 /** A logger that keeps what it is told. */
 export function captureLogger(): WalLogger & { warnings: string[]; errors: string[]; infos: string[] } {
@@ -56,16 +42,17 @@ export async function segmentFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((name) => /^wal-\d{12}\.log$/.test(name)).sort();
 }
 
-/** Polls `check` until it returns true, failing after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** Sorts recovered records by key, for order-insensitive comparisons. */
 export function byKey(records: readonly WalRecord[]): WalRecord[] {
   return [...records].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/**
+ * A copy of the WAL directory `walDir` in a fresh temp dir, as a kill -9 leaves it on disk: every file but the
+ * lock (which a live process holds; a restart takes a new one).
+ */
+export async function copyWalDir(walDir: string): Promise<string> {
+  const copy = await tempDir('write-back-wal-copy-');
+  await cp(walDir, copy, { recursive: true, filter: (source) => path.basename(source) !== 'wal.lock' });
+  return copy;
 }
