@@ -2,7 +2,7 @@
  * wal-sync group commit against a raw group-commit baseline, in one process on one file system.
  *
  * Run (Node 20 cannot execute TypeScript itself, so compile this file and the WAL it imports first):
- *   npx tsc bench/wal.bench.ts --module nodenext --target es2023 --types node --skipLibCheck \
+ *   npx tsc bench/wal.bench.ts --ignoreConfig --module nodenext --target es2023 --types node --skipLibCheck \
  *     --rootDir . --outDir /tmp/wal-bench && node /tmp/wal-bench/bench/wal.bench.js
  *
  * Env: WAL_BENCH_WRITERS (256), WAL_BENCH_SECONDS (3 per pass), WAL_BENCH_PASSES (3, medians are reported),
@@ -17,6 +17,7 @@ import { open, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WriteAheadLog } from '../src/write-back/wal/index.js';
+import { WRITE_BACK_DEFAULTS } from '../src/write-back/write-back.options.js';
 
 const WRITERS = Number(process.env.WAL_BENCH_WRITERS ?? 256);
 const SECONDS = Number(process.env.WAL_BENCH_SECONDS ?? 3);
@@ -129,7 +130,14 @@ async function baselinePass(dir: string, prebuilt: boolean): Promise<PassResult>
 }
 
 async function walPass(dir: string): Promise<PassResult> {
-  const { wal } = await WriteAheadLog.open({ dir: join(dir, 'wal'), mode: 'wal-sync', syncIntervalMs: 100 });
+  const { wal } = await WriteAheadLog.open({
+    dir: join(dir, 'wal'),
+    mode: 'wal-sync',
+    syncIntervalMs: 100,
+    segmentBytes: WRITE_BACK_DEFAULTS.walSegmentBytes,
+    corruption: WRITE_BACK_DEFAULTS.walCorruption,
+    logger: { log: () => undefined, warn: console.warn, error: console.error },
+  });
   let version = Date.now() * 1000;
   const result = await drive((i) =>
     wal.append({ key: KEY_NAMES[(i * 7919) % KEYS]!, json: VALUES[i % VALUES.length]!, version: version++, rank: 1 }),

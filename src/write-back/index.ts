@@ -39,12 +39,18 @@ export type { WriteBackEntityId, WriteBackNumericColumn } from './entities/write
 export { WriteBackExceptionFilter, writeBackErrorStatus } from './http/write-back-exception.filter.js';
 export type { WriteBackErrorBody } from './http/write-back-exception.filter.js';
 export {
+  WalCorruptionError,
+  WalIoError,
   WriteBackClosedError,
   WriteBackConfigError,
   WriteBackConnectionError,
   WriteBackDeadLetterNotFoundError,
+  WriteBackDirectoryInUseError,
+  WriteBackDuplicateEntityError,
   WriteBackDuplicateInstanceError,
+  WriteBackEntityNotRegisteredError,
   WriteBackError,
+  WriteBackFlushStalledError,
   WriteBackFlushTimeoutError,
   WriteBackInvalidDeltaError,
   WriteBackInvalidKeyError,
@@ -64,5 +70,3 @@ export type { WriteBackDeadLetter } from './store/write-back.store.js';
 export { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './store/index.js';
 export { WriteBackEntryEntity } from './store/write-back-entry.entity.js';
 export { WriteBackDeadLetterEntity } from './store/write-back-dead-letter.entity.js';
-export { WalCorruptionError, WalIoError } from './wal/index.js';
-export { WriteBackDirectoryInUseError } from './wal/dir-lock.js';

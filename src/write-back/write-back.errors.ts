@@ -160,6 +160,97 @@ export class WriteBackDeadLetterNotFoundError extends WriteBackError {
   }
 }
 
+/**
+ * `flush()` found entries still dirty that are neither queued nor being written, so waiting longer would never
+ * end. A bug of this library: please report it with the log lines before it.
+ */
+export class WriteBackFlushStalledError extends WriteBackError {
+  constructor() {
+    super('write-back flush stalled: dirty entries are neither queued nor in flight');
+  }
+}
+
+/** Two entities of `WriteBackModule.forFeature` on one instance share a name, so their keys would mix. */
+export class WriteBackDuplicateEntityError extends WriteBackError {
+  constructor(readonly entity: string) {
+    super(
+      `Two entities named ${entity} are written behind by one instance. ` +
+        'Potential solutions: give one of them another entity name, or register it on a named instance of its own.',
+    );
+  }
+}
+
+/**
+ * A key of an entity (from the write-ahead log, or a dead letter) reached an instance whose
+ * `WriteBackModule.forFeature` does not list that entity.
+ */
+export class WriteBackEntityNotRegisteredError extends WriteBackError {
+  constructor(readonly entity: string) {
+    super(
+      `Entity ${entity} is not registered with WriteBackModule.forFeature on this instance. ` +
+        'Potential solutions: add it to WriteBackModule.forFeature([...]) of this instance (its "name" included).',
+    );
+  }
+}
+
+/** Another live process, or another user in this one, holds the lock file of a directory needed here. */
+export class WriteBackDirectoryInUseError extends WriteBackError {
+  constructor(
+    readonly lockPath: string,
+    readonly ownerPid: number,
+    /** What the lock file says holds it (e.g. `write-back instance "audit"`), when it says. */
+    readonly holder: string | undefined,
+    what: string,
+    remedy: string,
+  ) {
+    const by = ownerPid === process.pid ? 'this process (pid ' + ownerPid + ')' : `process ${ownerPid}`;
+    super(
+      `${what} is in use by ${holder === undefined ? by : `${holder} of ${by}`} (lock file ${lockPath}). ${remedy}` +
+        (ownerPid === process.pid ? '' : ' (Delete the lock file only if that process is not using it.)'),
+    );
+  }
+}
+
+/**
+ * A WAL segment holds a record that fails its checksum or cannot be decoded somewhere other than the torn tail
+ * of the newest segment, so acknowledged writes may be damaged. Start-up stops rather than serve without them.
+ */
+export class WalCorruptionError extends WriteBackError {
+  constructor(
+    /** Path of the segment file. */
+    readonly file: string,
+    /** Byte offset of the bad record in that file. */
+    readonly offset: number,
+    /** What is wrong with it. */
+    readonly reason: string,
+  ) {
+    super(
+      `Write-ahead log segment ${file} is corrupt at byte ${offset}: ${reason}. ` +
+        'Records after that point may belong to acknowledged writes, so start-up stopped. Potential solutions: ' +
+        'restore the file from a backup, or open the log with corruption: "skip" to replay every readable record ' +
+        'and drop the damaged ones (their writes are lost unless Postgres already has them).',
+    );
+  }
+}
+
+/**
+ * Writing, syncing or creating a WAL file failed. The log stops accepting appends: after a failed fsync the
+ * kernel may have dropped the dirty pages, so nothing written since the last good sync can be trusted.
+ */
+export class WalIoError extends WriteBackError {
+  constructor(
+    readonly file: string,
+    operation: string,
+    cause: unknown,
+  ) {
+    super(
+      `Write-ahead log ${operation} of ${file} failed: ${errorMessage(cause)}. The log accepts no more writes; ` +
+        'check the disk (space, permissions, I/O errors) and restart: acknowledged writes are replayed from the log.',
+      { cause },
+    );
+  }
+}
+
 export function truncate(text: string, max = 80): string {
   return text.length <= max ? text : `${text.slice(0, max)}...`;
 }

@@ -5,7 +5,7 @@ import type { WriteBackModuleOptions } from './write-back.options.js';
 export interface WriteBackInstanceOptions {
   /** Name of this instance, to run several (inject with `@InjectWriteBack(name)`). @default 'default' */
   name?: string;
-  /** Register the module globally. @default false */
+  /** Register the module globally, like `TypeOrmModule.forRoot`. @default true */
   isGlobal?: boolean;
 }
 

@@ -29,7 +29,8 @@ export interface WriteBackModuleOptions {
   /** Extra TypeORM options for the DataSource opened from `url` (ignored with `dataSource`). */
   connectionOptions?: Partial<Omit<PostgresDataSourceOptions, 'type' | 'url' | 'entities' | 'migrations'>>;
   /**
-   * Postgres schema of the module's tables (entries, tombstones, dead letters, migrations). A named instance gets
+   * Postgres schema of the module's tables (`write_back_entries`, `_tombstones`, `_dead_letters`, `_delta_ledger`,
+   * `_clock`, `_migrations`), its sequence `write_back_instance_ids` and its SQL functions. A named instance gets
    * a schema of its own so two instances never share rows.
    * @default the DataSource's schema, or the connection's default (usually "public"), for the default instance;
    *   `write_back_<name>` for a named instance
@@ -382,7 +383,7 @@ const ENUMS = {
 
 const BOOLEANS = ['runMigrations', 'autoFlush', 'coalesceHotKeys', 'singleInstance'] as const;
 
-/** Every option name, in declaration order (used for env parsing and the README table). */
+/** Every option name, in declaration order (read from `WRITE_BACK_*` variables by `writeBackOptionsFromEnv`). */
 export const WRITE_BACK_OPTION_NAMES = [
   'url',
   'listenUrl',

@@ -1,4 +1,4 @@
-import type { Delta } from './cache/delta.js';
+import { deltaSize, type Delta } from './cache/delta.js';
 import { DirtySet } from './cache/dirty-set.js';
 import type { HybridClock } from './cache/hybrid-clock.js';
 import { serializeValue } from './cache/serialize.js';
@@ -295,17 +295,4 @@ export class WritePipeline {
   walStats(): WalStats | undefined {
     return this.wal?.stats();
   }
-}
-
-/**
- * Characters a delta adds to what `maxDirtyBytes` bounds: a merge patch's (or an entity update's columns') JSON
- * text (kept as a snapshot since the call), a small constant per increment. Composed deltas are counted as the sum
- * of their parts (an upper bound).
- */
-function deltaSize(delta: Delta): number {
-  let size = 0;
-  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
-  if (delta.set !== undefined) size += JSON.stringify(delta.set).length;
-  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
-  return size;
 }

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackOverloadedError } from '../../src/write-back/index.js';
-import { Load, Sampler, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { sleep, until } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const MAX_DIRTY = 500;
 const LATENCY_MS = 100;
@@ -23,7 +25,7 @@ function heapAfterGc(): number {
  * backpressureTimeoutMs). When the latency is gone everything flushes and nothing acknowledged is lost.
  */
 describe.each(['reject', 'block'] as const)('chaos: backpressure under load on a slow database (%s)', (mode) => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     await t?.close();
     t = undefined;
@@ -31,7 +33,8 @@ describe.each(['reject', 'block'] as const)('chaos: backpressure under load on a
 
   it(`keeps dirty <= maxDirtyEntries and the heap bounded; callers ${mode === 'reject' ? 'get the typed error' : 'wait'}`, async () => {
     expect(gc, 'run with --expose-gc (vitest.chaos.config.ts sets it)').toBeTypeOf('function');
-    t = await startChaosApp({
+    t = await startWriteBack({
+      autoFlush: true,
       backpressure: mode,
       backpressureTimeoutMs: mode === 'block' ? BLOCK_TIMEOUT_MS : 0,
       maxDirtyEntries: MAX_DIRTY,
@@ -42,7 +45,7 @@ describe.each(['reject', 'block'] as const)('chaos: backpressure under load on a
       batchSize: 25,
       flushConcurrency: 2,
       maxFlushLagMs: 60_000,
-    });
+    }, chaosApp());
     const { service, proxy } = t;
     let maxDirtyAtAck = 0;
     const sampler = new Sampler(t).start(10);

@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackOverloadedError } from '../../src/write-back/index.js';
-import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { probe } from '../support/health-probes.js';
+import { sleep, until } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const MAX_DIRTY = 5000;
 const OUTAGE_MS = 10_500;
@@ -12,14 +15,15 @@ const OUTAGE_MS = 10_500;
  * dead-lettered and every acknowledged write is in the table.
  */
 describe.each(['reject', 'block'] as const)('chaos: Postgres unreachable for 10 s under load (backpressure %s)', (mode) => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     await t?.close();
     t = undefined;
   });
 
   it(`accepts writes up to maxDirtyEntries, then ${mode === 'reject' ? 'rejects' : 'blocks'}; recovers with nothing lost`, async () => {
-    t = await startChaosApp({
+    t = await startWriteBack({
+      autoFlush: true,
       backpressure: mode,
       // `block`: longer than the outage, so blocked writers wait through it and are accepted after.
       backpressureTimeoutMs: mode === 'block' ? 30_000 : 0,
@@ -32,7 +36,7 @@ describe.each(['reject', 'block'] as const)('chaos: Postgres unreachable for 10 
       circuitBreakerThreshold: 3,
       maxFlushLagMs: 2000,
       statementTimeoutMs: 5000,
-    });
+    }, chaosApp());
     const { service, proxy } = t;
     const sampler = new Sampler(t).start(20);
     const load = new Load(service, { writers: 48, keysPerWriter: 400, maxOpsPerWriter: 20_000, maxDurationMs: 60_000, thinkMs: 1 }).start();

@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { probe } from '../support/health-probes.js';
+import { sleep, until } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const STATEMENT_TIMEOUT_MS = 1000;
 const PARTITION_MS = 3000;
@@ -16,7 +19,7 @@ const PARTITION_MS = 3000;
  * so nothing flushed and a graceful shutdown could not drain: this test failed that way before the fix.
  */
 describe('chaos: silent network partition', () => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     // End the silent connections first, or the shutdown drain and pool.end() would wait on them forever.
     t?.proxy.cut();
@@ -25,7 +28,8 @@ describe('chaos: silent network partition', () => {
   });
 
   it('a flush stuck on a silent connection is retried after statementTimeoutMs and everything flushes once the network is back', async () => {
-    t = await startChaosApp({
+    t = await startWriteBack({
+      autoFlush: true,
       statementTimeoutMs: STATEMENT_TIMEOUT_MS,
       flushIntervalMs: 50,
       batchSize: 200,
@@ -35,7 +39,7 @@ describe('chaos: silent network partition', () => {
       maxFlushLagMs: 2000,
       maxDirtyEntries: 100_000,
       shutdownTimeoutMs: 1000,
-    });
+    }, chaosApp());
     const { service, proxy } = t;
     const sampler = new Sampler(t).start(20);
     const load = new Load(service, { writers: 16, keysPerWriter: 500, maxOpsPerWriter: 20_000, maxDurationMs: 60_000, thinkMs: 2 }).start();

@@ -1,12 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WriteBackDeadLetter } from '../../src/write-back/index.js';
-import { Load, Sampler, canonical, connectRetrying, report, summarize, sleep, startChaosApp, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { canonical, chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { connectRetrying } from '../support/database.js';
+import { sleep } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const MAX_RETRIES = 2;
 const KEYS_PER_WRITER = 300;
 
 /** Every dead letter, paging through the table. */
-async function allDeadLetters(t: ChaosApp): Promise<WriteBackDeadLetter[]> {
+async function allDeadLetters(t: ProxiedTestApp): Promise<WriteBackDeadLetter[]> {
   const letters: WriteBackDeadLetter[] = [];
   for (;;) {
     const page = await t.service.listDeadLetters({ limit: 500, afterId: letters.at(-1)?.id });
@@ -21,14 +24,14 @@ async function allDeadLetters(t: ChaosApp): Promise<WriteBackDeadLetter[]> {
  * replaying the dead letters after dropping the constraint commits them.
  */
 describe('chaos: poison rows among good ones under load', () => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     await t?.close();
     t = undefined;
   });
 
   it('dead-letters each poison row once, commits the rest, never stalls; replay commits them after the fix', async () => {
-    t = await startChaosApp({ flushIntervalMs: 50, batchSize: 200, flushConcurrency: 2, maxRetries: MAX_RETRIES, maxDirtyEntries: 100_000 });
+    t = await startWriteBack({ autoFlush: true, flushIntervalMs: 50, batchSize: 200, flushConcurrency: 2, maxRetries: MAX_RETRIES, maxDirtyEntries: 100_000 }, chaosApp());
     const { service } = t;
     const sql = await connectRetrying(t.schema);
     await sql.query(`ALTER TABLE write_back_entries ADD CONSTRAINT chaos_no_poison CHECK ((value->>'poison') IS DISTINCT FROM 'yes')`);

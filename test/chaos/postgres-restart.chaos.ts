@@ -2,8 +2,10 @@ import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isPglite } from '../support/e2e.js';
-import { Load, Sampler, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { isPglite } from '../support/database.js';
+import { sleep, until } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const run = promisify(execFile);
 
@@ -27,14 +29,15 @@ function cluster(): string {
 }
 
 describe('chaos: Postgres server restart under load', () => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     await t?.close();
     t = undefined;
   });
 
   it.skipIf(skipReason !== undefined)(`the pool recovers and nothing acknowledged is lost${skipReason ? ` (skipped: ${skipReason})` : ''}`, async () => {
-    t = await startChaosApp({
+    t = await startWriteBack({
+      autoFlush: true,
       flushIntervalMs: 50,
       batchSize: 500,
       flushConcurrency: 2,
@@ -42,7 +45,7 @@ describe('chaos: Postgres server restart under load', () => {
       retryBaseDelayMs: 50,
       retryMaxDelayMs: 1000,
       maxFlushLagMs: 2000,
-    });
+    }, chaosApp());
     const { service } = t;
     const sampler = new Sampler(t).start(20);
     const load = new Load(service, { writers: 48, keysPerWriter: 500, maxOpsPerWriter: 20_000, maxDurationMs: 90_000, thinkMs: 1 }).start();

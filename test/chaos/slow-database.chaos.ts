@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { isPglite } from '../support/e2e.js';
-import { Load, Sampler, probe, report, summarize, sleep, startChaosApp, until, verifyAcked, type ChaosApp } from './support/chaos.js';
+import { chaosApp, Load, report, Sampler, summarize, verifyAcked } from '../support/chaos.js';
+import { isPglite } from '../support/database.js';
+import { probe } from '../support/health-probes.js';
+import { sleep, until } from '../support/wait.js';
+import { startWriteBack, type ProxiedTestApp } from '../support/write-back-app.js';
 
 const LATENCY_MS = 150;
 const MAX_FLUSH_LAG_MS = 500;
@@ -11,14 +14,15 @@ const MAX_FLUSH_LAG_MS = 500;
  * drains at full speed, readiness comes back, and nothing is lost.
  */
 describe('chaos: slow database (added latency) under load', () => {
-  let t: ChaosApp | undefined;
+  let t: ProxiedTestApp | undefined;
   afterEach(async () => {
     await t?.close();
     t = undefined;
   });
 
   it('flush lag grows and readiness reflects it; throughput recovers after', async () => {
-    t = await startChaosApp({
+    t = await startWriteBack({
+      autoFlush: true,
       flushIntervalMs: 50,
       batchSize: 200,
       flushConcurrency: 2,
@@ -26,7 +30,7 @@ describe('chaos: slow database (added latency) under load', () => {
       maxFlushLagMs: MAX_FLUSH_LAG_MS,
       retryBaseDelayMs: 50,
       retryMaxDelayMs: 1000,
-    });
+    }, chaosApp());
     const { service, proxy } = t;
     const sampler = new Sampler(t).start(20);
     // Embedded PGlite (one query at a time) flushes a few times slower than a server: lighter load there, so the

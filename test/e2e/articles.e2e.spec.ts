@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
 import { WriteBackService } from '../../src/write-back/index.js';
-import { connectSql, databaseUrl, freshSchema } from '../support/e2e.js';
+import { connectSql, databaseUrl, freshSchema } from '../support/database.js';
 import { withDemoEnv } from '../support/demo-env.js';
 
 describe('demo service: articles written behind through WriteBackRepository', () => {

@@ -1,10 +1,10 @@
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { scanSegment } from '../../src/write-back/wal/wal-reader.js';
+import { connectSql, databaseUrl, freshSchema } from '../support/database.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
-import { connectSql, databaseUrl, freshSchema } from '../support/e2e.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const CLIENTS = 64;
 const KEYS_PER_CLIENT = 40;
@@ -75,15 +75,10 @@ async function restartAndCountLost(env: Record<string, string>, schema: string, 
 }
 
 describe('crash: SIGKILL under load, then restart', () => {
-  const dirs: string[] = [];
   beforeAll(() => buildDemo(), 180_000);
-  afterAll(async () => {
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  });
 
   async function environment(extra: Record<string, string>): Promise<{ env: Record<string, string>; schema: string; walDir: string }> {
-    const walDir = await mkdtemp(path.join(os.tmpdir(), 'write-back-wal-'));
-    dirs.push(walDir);
+    const walDir = await tempDir('write-back-wal-');
     const schema = freshSchema();
     return {
       schema,

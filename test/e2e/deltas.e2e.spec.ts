@@ -1,10 +1,11 @@
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/index.js';
-import { freshSchema, isPglite, NEEDS_SERVER, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { databaseUrl, freshSchema, isPglite, NEEDS_SERVER, tableRows } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
+import { copyWalDir } from '../support/wal.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 describe('increment and merge on Postgres: coalesced deltas applied exactly once', () => {
   const open: { close(): Promise<void> }[] = [];
@@ -126,7 +127,7 @@ describe('increment and merge on Postgres: coalesced deltas applied exactly once
 
   it.skipIf(isPglite())(`applies a batch once when the connection dies right after its commit (${NEEDS_SERVER})`, async () => {
     const schema = freshSchema();
-    const proxy = await TcpProxy.start((await import('../support/e2e.js')).databaseUrl());
+    const proxy = await TcpProxy.start(databaseUrl());
     open.push(proxy);
     const t = await start({ url: proxy.url, schema, poolSize: 2, flushConcurrency: 1, retryBaseDelayMs: 1, retryMaxDelayMs: 5 });
     for (let i = 0; i < 50; i++) await t.service.increment(`k${i % 5}`, 1);
@@ -188,47 +189,32 @@ describe('increment and merge on Postgres: coalesced deltas applied exactly once
   });
 
   it('replays a crashed WAL: what was committed is not counted twice, what was not is counted once', async () => {
-    const dirs: string[] = [];
-    const tempDir = async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'write-back-delta-wal-'));
-      dirs.push(dir);
-      return dir;
-    };
-    try {
-      const schema = freshSchema();
-      const walDir = await tempDir();
-      const a = await start({ schema, durability: 'wal-sync', walDir });
-      await a.service.set('base', { n: 1 });
-      await a.service.increment('c', 5);
-      await a.service.increment('base', { n: 2 }); // applies to the value in memory: logged as a value
-      await a.service.merge('m', { x: 1 });
-      // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
-      const image = await tempDir();
-      await cp(walDir, image, { recursive: true, filter: (source) => path.basename(source) !== 'wal.lock' });
-      await a.service.flush();
-      const rows = async (t: WriteBackTestApp) => Object.fromEntries([...(await tableRows(t.sql))].map(([k, v]) => [k, v.value]));
-      const expected = { base: { n: 3 }, c: 5, m: { x: 1 } };
-      expect(await rows(a)).toEqual(expected);
-      await a.close();
+    const schema = freshSchema();
+    const walDir = await tempDir('write-back-delta-wal-');
+    const a = await start({ schema, durability: 'wal-sync', walDir });
+    await a.service.set('base', { n: 1 });
+    await a.service.increment('c', 5);
+    await a.service.increment('base', { n: 2 }); // applies to the value in memory: logged as a value
+    await a.service.merge('m', { x: 1 });
+    // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
+    const image = await copyWalDir(walDir);
+    await a.service.flush();
+    const rows = async (t: WriteBackTestApp) => Object.fromEntries([...(await tableRows(t.sql))].map(([k, v]) => [k, v.value]));
+    const expected = { base: { n: 3 }, c: 5, m: { x: 1 } };
+    expect(await rows(a)).toEqual(expected);
+    await a.close();
 
-      // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
-      const again = await tempDir();
-      await cp(image, again, { recursive: true });
-      const b = await start({ schema, durability: 'wal-sync', walDir: again });
-      expect(b.service.stats().dirty).toBe(3);
-      await b.service.flush();
-      expect(await rows(b)).toEqual(expected);
+    // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
+    const b = await start({ schema, durability: 'wal-sync', walDir: await copyWalDir(image) });
+    expect(b.service.stats().dirty).toBe(3);
+    await b.service.flush();
+    expect(await rows(b)).toEqual(expected);
 
-      // Restarted on that image where nothing had been committed: counted once.
-      const other = freshSchema();
-      const fresh = await tempDir();
-      await cp(image, fresh, { recursive: true });
-      const c = await start({ schema: other, durability: 'wal-sync', walDir: fresh });
-      await c.service.flush();
-      expect(await rows(c)).toEqual(expected);
-    } finally {
-      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-    }
+    // Restarted on that image where nothing had been committed: counted once.
+    const other = freshSchema();
+    const c = await start({ schema: other, durability: 'wal-sync', walDir: await copyWalDir(image) });
+    await c.service.flush();
+    expect(await rows(c)).toEqual(expected);
   });
 
   it('sweeps ledger rows older than deltaLedgerRetentionMs; keeps newer ones and those of dead letters that still exist', async () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { freshSchema, tableRows } from '../support/e2e.js';
+import { freshSchema, tableRows } from '../support/database.js';
 import { startDemoApp, type DemoApp } from '../support/demo-app.js';
 
 describe('demo: POST /kv/:key/increment and PATCH /kv/:key (merge-patch+json)', () => {

@@ -1,11 +1,11 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
 import { withDemoEnv } from '../support/demo-env.js';
+import { tempDir } from '../support/temp-dir.js';
 
 /** Boots the demo without DATABASE_URL (embedded PGlite on `dataDir`) on a free port. */
 async function startEmbedded(dataDir: string): Promise<{ app: NestExpressApplication; base: string }> {
@@ -21,11 +21,10 @@ describe('demo service on embedded Postgres (no DATABASE_URL)', () => {
   let current: NestExpressApplication | undefined;
 
   beforeAll(async () => {
-    root = await mkdtemp(path.join(os.tmpdir(), 'write-back-demo-'));
+    root = await tempDir('write-back-demo-');
   });
   afterAll(async () => {
     await current?.close();
-    await rm(root, { recursive: true, force: true });
   });
 
   it('keeps flushed data across a restart on the same data directory', async () => {

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { databaseUrl, freshSchema } from '../support/database.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
-import { databaseUrl, freshSchema } from '../support/e2e.js';
 
 /** Resolves true if a TCP connection to host:port is accepted, false if refused. */
 function accepts(host: string, port: number): Promise<boolean> {

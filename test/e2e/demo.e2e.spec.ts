@@ -2,7 +2,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-import { databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { databaseUrl, freshSchema, tableRows } from '../support/database.js';
 import { bootDemoApp } from '../support/demo-app.js';
 import { demoEnvOf, withDemoEnv } from '../support/demo-env.js';
 

@@ -2,15 +2,14 @@ import { RequestMethod } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cp, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { cp, copyFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { AppModule } from '../../src/app.module.js';
 import {
@@ -20,8 +19,11 @@ import {
   writeBackEnvName,
   writeBackOptionsFromEnv,
 } from '../../src/write-back/write-back.options.js';
-import { buildDemo, demoMain, freePort } from '../support/demo-process.js';
-import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/database.js';
+import { buildDemo, demoMain } from '../support/demo-process.js';
+import { freePort } from '../support/ports.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -521,11 +523,6 @@ describe('deployment files (docker/) cross-checked against the code', () => {
 });
 
 describe("the image's start command as a plain process", () => {
-  const dirs: string[] = [];
-  afterAll(async () => {
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  });
-
   let stage: string;
   let how: string;
 
@@ -533,8 +530,7 @@ describe("the image's start command as a plain process", () => {
     buildDemo();
     // Laid out like the runtime stage: docker/runtime's package.json and lockfile, `npm ci --omit=dev`, and
     // dist/ without maps or typings. Falls back to the repository (all dev dependencies) without a registry.
-    stage = await mkdtemp(path.join(os.tmpdir(), 'write-back-image-'));
-    dirs.push(stage);
+    stage = await tempDir('write-back-image-');
     await copyFile(path.join(DOCKER, 'runtime/package.json'), path.join(stage, 'package.json'));
     await copyFile(path.join(DOCKER, 'runtime/package-lock.json'), path.join(stage, 'package-lock.json'));
     const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
@@ -569,8 +565,7 @@ describe("the image's start command as a plain process", () => {
     const container = statefulSet.spec.template.spec.containers[0];
     const containerEnv = Object.fromEntries(container.env.filter((e: Json) => 'value' in e).map((e: Json) => [e.name, e.value]));
 
-    const scratch = await mkdtemp(path.join(os.tmpdir(), 'write-back-volume-'));
-    dirs.push(scratch);
+    const scratch = await tempDir('write-back-volume-');
     const schema = freshSchema();
     const port = await freePort();
     const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(WRITE_BACK_|DATABASE_URL$|PORT$|HOST$|API_TOKEN$|NODE_OPTIONS$|NODE_ENV$)/.test(name)));
@@ -604,14 +599,11 @@ describe("the image's start command as a plain process", () => {
     try {
       // What the startup probe does: poll its path until 200.
       const startup = container.startupProbe.httpGet.path;
-      const deadline = Date.now() + 60_000;
-      for (;;) {
+      const started = async () => {
         if (child.exitCode !== null) throw new Error(`exited ${child.exitCode} before serving (${how}):\n${output}`);
-        const status = await fetch(url + startup).then((r) => r.status, () => 0);
-        if (status === 200) break;
-        if (Date.now() > deadline) throw new Error(`${startup} never answered 200 (${how}):\n${output}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+        return fetch(url + startup).then((r) => r.status === 200, () => false);
+      };
+      await until(started, 60_000, () => `${startup} to answer 200 (${how}):\n${output}`);
       console.log(`[deploy-files] ${command} ${args.join(' ')} from the ${how}`);
       for (const probe of ['readinessProbe', 'livenessProbe']) {
         const response = await fetch(url + container[probe].httpGet.path);

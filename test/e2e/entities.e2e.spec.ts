@@ -10,9 +10,6 @@ import {
   UpdateDateColumn,
   VersionColumn,
 } from 'typeorm';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   InjectWriteBackRepository,
@@ -22,8 +19,12 @@ import {
   WriteBackValidationError,
   getWriteBackRepositoryToken,
 } from '../../src/write-back/index.js';
-import { databaseUrl, freshSchema, isPglite, NEEDS_SERVER, startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
+import { databaseUrl, freshSchema, isPglite, NEEDS_SERVER } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
+import { copyWalDir } from '../support/wal.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 enum Status {
   Active = 'active',
@@ -289,6 +290,40 @@ describe('WriteBackModule.forFeature: write-behind into the app\'s own entity ta
     expect((await t.sql.query(`SELECT body, version FROM wb_docs WHERE id = 8`)).rows[0]).toEqual({ body: 'b', version: 2 });
   });
 
+  it('many rows setting the same columns in one batch (one plain UPDATE) keep every rule: types, guard, counter, untouched columns', async () => {
+    const t = await start({ batchSize: 1000 });
+    const ids = Array.from({ length: 40 }, (_, i) => String(100 + i));
+    for (const id of ids) await t.docs.save({ id, body: 'first', edits: 1 });
+    const profiles = Array.from({ length: 24 }, (_, i) => `6f1c7c1e-5b7e-4d0a-9b43-${String(i).padStart(12, '0')}`);
+    for (const id of profiles) await t.profiles.save({ id, name: `p${id.slice(-2)}` });
+    for (let i = 0; i < 20; i++) await t.memberships.save({ teamId: i, userName: 'ada', role: 'member' });
+    await t.service.flush();
+    // Another replica wrote a newer version of half the docs; plain SQL changed a column nobody names below.
+    await t.sql.query(`UPDATE wb_docs SET body = 'newer', "writeVersion" = "writeVersion" + 1000000000000 WHERE id < 120`);
+    await t.sql.query(`UPDATE wb_profiles SET logins = 7`);
+    for (const id of ids) await t.docs.update(id, { body: 'second' });
+    const seen = new Date(Date.UTC(2026, 5, 1));
+    for (const id of profiles) {
+      await t.profiles.update(id, { lastSeenAt: seen, tags: ['a', 'b'], prefs: { theme: 'dark' }, status: Status.Banned, balance: '12.50' });
+    }
+    for (let i = 0; i < 20; i++) await t.memberships.update({ teamId: i, userName: 'ada' }, { role: 'owner' });
+    await t.service.flush();
+    const docs = (await t.sql.query(`SELECT id::int AS id, body, edits, version FROM wb_docs WHERE id >= 100 ORDER BY id`)).rows;
+    expect(docs).toEqual(ids.map((id) => ({ id: Number(id), body: Number(id) < 120 ? 'newer' : 'second', edits: 1, version: 2 })));
+    const rows = (await t.sql.query(`SELECT *, balance::text AS balance FROM wb_profiles WHERE id = ANY($1) ORDER BY id`, [profiles])).rows;
+    expect(rows).toHaveLength(24);
+    for (const row of rows) {
+      expect(row).toMatchObject({ logins: 7, tags: ['a', 'b'], prefs: { theme: 'dark' }, status: 'banned', balance: '12.50', lastSeenAt: seen });
+      expect(row.updatedAt.getTime()).toBeGreaterThan(row.createdAt.getTime());
+    }
+    const roles = (await t.sql.query(`SELECT DISTINCT role FROM wb_memberships WHERE "userName" = 'ada'`)).rows;
+    expect(roles).toEqual([{ role: 'owner' }]);
+    // Updates of rows that do not exist create nothing.
+    for (let i = 0; i < 20; i++) await t.docs.update(String(900 + i), { body: 'ghost' });
+    await t.service.flush();
+    expect((await t.sql.query(`SELECT count(*)::int AS n FROM wb_docs WHERE id >= 900`)).rows[0].n).toBe(0);
+  });
+
   it('dead-letters a row Postgres rejects, naming entity and primary key; the rest commits; replay writes it once fixed', async () => {
     const t = await start({ maxRetries: 1 });
     await t.sql.query(`ALTER TABLE wb_memberships ADD CONSTRAINT role_known CHECK (role <> 'bad')`);
@@ -348,41 +383,30 @@ describe('WriteBackModule.forFeature: write-behind into the app\'s own entity ta
   });
 
   it('replays entity rows from the WAL after a crash: saves and updates once more, increments exactly once', async () => {
-    const dirs: string[] = [];
-    const tempDir = async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'write-back-entity-wal-'));
-      dirs.push(dir);
-      return dir;
-    };
-    try {
-      const schema = freshSchema();
-      const walDir = await tempDir();
-      const a = await start({ schema, durability: 'wal-sync', walDir });
-      await a.sql.query(`INSERT INTO wb_memberships ("teamId", "userName", role, visits) VALUES (6, 'ada', 'a', 1)`);
-      await a.memberships.save({ teamId: 6, userName: 'bob', role: 'new', visits: 2 });
-      await a.memberships.increment({ teamId: 6, userName: 'ada' }, 'visits', 5);
-      await a.memberships.update({ teamId: 6, userName: 'ada' }, { role: 'b' });
-      await a.memberships.delete({ teamId: 6, userName: 'gone' });
-      // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
-      const image = await tempDir();
-      await cp(walDir, image, { recursive: true, filter: (source) => path.basename(source) !== 'wal.lock' });
-      await a.service.flush();
-      const rows = async (t: WriteBackTestApp) =>
-        (await t.sql.query(`SELECT "userName", role, visits FROM wb_memberships WHERE "teamId" = 6 ORDER BY "userName"`)).rows;
-      const expected = [
-        { userName: 'ada', role: 'b', visits: 6 },
-        { userName: 'bob', role: 'new', visits: 2 },
-      ];
-      expect(await rows(a)).toEqual(expected);
-      await a.close();
-      // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
-      const b = await start({ schema, durability: 'wal-sync', walDir: image }, false);
-      expect(b.service.stats().dirty).toBe(3);
-      await b.service.flush();
-      expect(await rows(b)).toEqual(expected);
-    } finally {
-      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-    }
+    const schema = freshSchema();
+    const walDir = await tempDir('write-back-entity-wal-');
+    const a = await start({ schema, durability: 'wal-sync', walDir });
+    await a.sql.query(`INSERT INTO wb_memberships ("teamId", "userName", role, visits) VALUES (6, 'ada', 'a', 1)`);
+    await a.memberships.save({ teamId: 6, userName: 'bob', role: 'new', visits: 2 });
+    await a.memberships.increment({ teamId: 6, userName: 'ada' }, 'visits', 5);
+    await a.memberships.update({ teamId: 6, userName: 'ada' }, { role: 'b' });
+    await a.memberships.delete({ teamId: 6, userName: 'gone' });
+    // The disk as a kill -9 would leave it: every write acknowledged (fsynced), nothing flushed yet.
+    const image = await copyWalDir(walDir);
+    await a.service.flush();
+    const rows = async (t: WriteBackTestApp) =>
+      (await t.sql.query(`SELECT "userName", role, visits FROM wb_memberships WHERE "teamId" = 6 ORDER BY "userName"`)).rows;
+    const expected = [
+      { userName: 'ada', role: 'b', visits: 6 },
+      { userName: 'bob', role: 'new', visits: 2 },
+    ];
+    expect(await rows(a)).toEqual(expected);
+    await a.close();
+    // Restarted on that image after the flush had committed (the crash came before the log was trimmed).
+    const b = await start({ schema, durability: 'wal-sync', walDir: image }, false);
+    expect(b.service.stats().dirty).toBe(3);
+    await b.service.flush();
+    expect(await rows(b)).toEqual(expected);
   });
 
   it('two instances on one table: increments add up exactly, updates of different columns both survive', async () => {

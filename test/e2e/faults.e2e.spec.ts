@@ -8,8 +8,10 @@ import {
   WriteBackValidationError,
   WriteBackValueTooLargeError,
 } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, connectSql, databaseUrl, isPglite, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, connectSql, databaseUrl, isPglite, lockTable, tableRows } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 /** Backends of this test's write-back instance that wait on a lock (its flush, blocked by lockTable). */
 async function blockedFlushPids(t: WriteBackTestApp): Promise<number[]> {

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WriteBackFlushTimeoutError, WriteBackHealthIndicator } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, isPglite, lockTable, startWriteBack, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, isPglite, lockTable } from '../support/database.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 describe('health indicator', () => {
   let t: WriteBackTestApp | undefined;

@@ -26,8 +26,9 @@ import {
   getWriteBackServiceToken,
   writeBackOptionsFromEnv,
 } from '../../src/write-back/index.js';
-import { connectSql, databaseUrl, freshSchema, isPglite, NEEDS_SERVER, until } from '../support/e2e.js';
+import { connectSql, databaseUrl, freshSchema, isPglite, NEEDS_SERVER } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/wait.js';
 
 const logger = process.env.DEBUG_NEST ? undefined : (['error'] as const);
 

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-import { databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { databaseUrl, freshSchema, tableRows } from '../support/database.js';
 import { bootDemoApp } from '../support/demo-app.js';
 import { withDemoEnv } from '../support/demo-env.js';
 

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { databaseUrl, isPglite, NEEDS_SERVER, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { databaseUrl, isPglite, NEEDS_SERVER, tableRows } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 /**
  * A pooled connection whose backend was terminated while it sat idle (a restart, a failover, an operator's

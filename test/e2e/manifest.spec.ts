@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/temp-dir.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const LIBRARY_SRC = path.join(ROOT, 'src/write-back');
@@ -22,8 +22,8 @@ const isSubpathOnly = (file: string) => SUBPATH_ONLY.has(path.relative(LIBRARY_S
  * Compiles the sources as `npm run build` does, into a directory of this test beside a copy of package.json
  * and README.md: what `npm pack` reads, without touching the repository's dist/ (other workers may be using it).
  */
-function stagePackage(): string {
-  const stage = mkdtempSync(path.join(os.tmpdir(), 'write-back-package-'));
+async function stagePackage(): Promise<string> {
+  const stage = await tempDir('write-back-package-');
   execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', path.join(stage, 'dist')], {
     cwd: ROOT,
     stdio: 'pipe',
@@ -127,10 +127,9 @@ function exportTargets(value: unknown, conditions: string[] = []): { target: str
 
 describe('package manifest (package.json of the library)', () => {
   let stage: string;
-  beforeAll(() => {
-    stage = stagePackage();
+  beforeAll(async () => {
+    stage = await stagePackage();
   }, 180_000);
-  afterAll(() => rmSync(stage, { recursive: true, force: true }));
   const optionalPeers = Object.entries(manifest.peerDependenciesMeta ?? {})
     .filter(([, meta]) => meta.optional)
     .map(([name]) => name)

@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WriteBackOverloadedError } from '../../src/write-back/index.js';
+import { connectSql, databaseUrl, freshSchema, lockTable, tableRows } from '../support/database.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
-import { connectSql, databaseUrl, freshSchema, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 const MiB = 1024 * 1024;
 /** A JSON string value of just under 1 MiB (maxValueBytes is 1 MiB). */

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MetricsController } from '../../src/kv/metrics.controller.js';
 import { WriteBackMetrics } from '../../src/write-back/index.js';
-import { startWriteBack, type WriteBackTestApp } from '../support/e2e.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 function sample(text: string, metric: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${metric}{`) || l.startsWith(`${metric} `));

@@ -1,4 +1,4 @@
-import { describeModelCheck } from '../chaos/support/model.js';
+import { describeModelCheck } from '../support/model-check.js';
 
 /**
  * A small, fast version of the chaos suite's model-checked history (test/chaos/model.chaos.ts): a few random

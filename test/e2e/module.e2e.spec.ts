@@ -16,7 +16,7 @@ import {
   type WriteBackOptionsFactory,
 } from '../../src/write-back/index.js';
 import { writeBackConfig } from '../../src/write-back/config.js';
-import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { connectSql, databaseUrl, freshSchema, tableRows, WRITE_BACK_MIGRATION_NAMES } from '../support/database.js';
 
 type Closable = { close(): Promise<void> };
 
@@ -121,14 +121,7 @@ describe('WriteBackModule wiring', () => {
     await roundTrip(service, schema);
     // The module ran its migrations into its own table, not the app's.
     const migrations: { name: string }[] = await dataSource.query(`SELECT name FROM "${schema}".write_back_migrations`);
-    expect(migrations.map((m) => m.name)).toEqual([
-      'CreateWriteBackTables1764130000000',
-      'CreateWriteBackTombstones1764140000000',
-      'IndexWriteBackTombstonesDeletedAt1764150000000',
-      'CreateWriteBackDeltas1764160000000',
-      'CreateWriteBackClock1764170000000',
-      'AddWriteBackDeadLetterEntity1764180000000',
-    ]);
+    expect(migrations.map((m) => m.name)).toEqual(WRITE_BACK_MIGRATION_NAMES);
     await app.close();
     // TypeOrmModule closes its DataSource itself; the write-back drain happened before.
     expect(dataSource.isInitialized).toBe(false);

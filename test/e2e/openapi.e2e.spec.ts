@@ -2,7 +2,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/config/create-app.js';
-import { databaseUrl, freshSchema } from '../support/e2e.js';
+import { databaseUrl, freshSchema } from '../support/database.js';
 import { withDemoEnv } from '../support/demo-env.js';
 
 /**

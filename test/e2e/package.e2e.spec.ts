@@ -1,13 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../support/demo-process.js';
-import { connectSql, databaseUrl, freshSchema, isPglite, tableRows } from '../support/e2e.js';
+import { connectSql, databaseUrl, freshSchema, isPglite, tableRows } from '../support/database.js';
+import { freePort } from '../support/ports.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -323,12 +324,13 @@ function startConsumer(dir: string, env: Record<string, string>): Consumer {
   return { child, output: () => output, exited };
 }
 
-async function waitFor(consumer: Consumer, text: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!consumer.output().includes(text)) {
-    if (consumer.child.exitCode !== null || Date.now() > deadline) throw new Error(`no "${text}" from the app:\n${consumer.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+/** Waits for `text` in the app's output; fails at once if the app exits first. */
+async function waitForOutput(consumer: Consumer, text: string, timeoutMs = 60_000): Promise<void> {
+  const seen = () => {
+    if (consumer.child.exitCode !== null) throw new Error(`the app exited before "${text}":\n${consumer.output()}`);
+    return consumer.output().includes(text);
+  };
+  await until(seen, timeoutMs, () => `"${text}" from the app:\n${consumer.output()}`);
 }
 
 /**
@@ -349,18 +351,15 @@ async function freshClone(into: string): Promise<string> {
 }
 
 describe('the packed library in fresh Nest apps (ESM and CommonJS), following the README', () => {
-  const cleanup: string[] = [];
   const children: ChildProcess[] = [];
   let work: string;
   let tarball: string;
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
   });
 
   beforeAll(async () => {
-    work = await realpath(await mkdtemp(path.join(os.tmpdir(), 'write-back-consumer-')));
-    cleanup.push(work);
+    work = await tempDir('write-back-consumer-');
     const clone = await freshClone(work);
     expect(existsSync(path.join(clone, 'dist'))).toBe(false);
     // With scripts: prepack builds dist/ in the clone.
@@ -422,9 +421,9 @@ describe('the packed library in fresh Nest apps (ESM and CommonJS), following th
       children.push(consumer.child);
       const sql = await connectSql(schema);
       try {
-        await waitFor(consumer, 'Retrying in');
+        await waitForOutput(consumer, 'Retrying in');
         proxy.restore();
-        await waitFor(consumer, 'consumer listening');
+        await waitForOutput(consumer, 'consumer listening');
         const base = `http://127.0.0.1:${port}`;
         const put = (route: string, value: unknown) =>
           fetch(`${base}/${route}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) });

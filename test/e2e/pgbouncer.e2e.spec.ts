@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { databaseUrl, freshSchema, isPglite, lockTable, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { databaseUrl, freshSchema, isPglite, lockTable, tableRows, WRITE_BACK_MIGRATION_NAMES } from '../support/database.js';
 import { pgbouncerSkipReason, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 const skipReason = pgbouncerSkipReason(isPglite());
 
@@ -119,14 +121,7 @@ describe.skipIf(skipReason !== undefined)(
         const schema = freshSchema();
         const started = await Promise.all([start({ schema }), start({ schema }), start({ schema })]);
         const { rows } = await started[0].sql.query('SELECT name FROM write_back_migrations ORDER BY id');
-        expect(rows.map((r) => r.name)).toEqual([
-          'CreateWriteBackTables1764130000000',
-          'CreateWriteBackTombstones1764140000000',
-          'IndexWriteBackTombstonesDeletedAt1764150000000',
-          'CreateWriteBackDeltas1764160000000',
-          'CreateWriteBackClock1764170000000',
-          'AddWriteBackDeadLetterEntity1764180000000',
-        ]);
+        expect(rows.map((r) => r.name)).toEqual(WRITE_BACK_MIGRATION_NAMES);
         for (const [n, t] of started.entries()) await t.service.set(`from${n}`, { n });
         await Promise.all(started.map((t) => t.service.flush()));
         expect([...(await tableRows(started[0].sql)).keys()]).toEqual(['from0', 'from1', 'from2']);

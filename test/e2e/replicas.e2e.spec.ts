@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WriteBackService } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, connectSql, freshSchema, isPglite, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, connectSql, freshSchema, isPglite, tableRows } from '../support/database.js';
+import { seededRandom } from '../support/random.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 /** The hybrid clock of an instance, to run it ahead of the others (as a replica with a skewed clock would). */
 function skewClock(service: WriteBackService, aheadMs: number): void {
@@ -95,11 +98,7 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
     const last = new Map<string, unknown>();
     /** Per key: instance, operation and version of each write, for the failure message. */
     const history = new Map<string, string[]>();
-    let seed = 42;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
+    const random = seededRandom(42);
     // Three clients, each with its own 100 keys, every write through a random replica.
     for (let round = 0; round < 10; round++) {
       // Two writes of one key through different instances, with nothing observed in between, are ordered by the
@@ -141,12 +140,8 @@ describe.skipIf(isPglite())(`several instances on one Postgres: invalidation, hy
   it('instances flushing the same keys at once lock them in one order: no deadlock (40P01)', async () => {
     const instances = await replicas(3, { batchSize: 200 });
     const keys = Array.from({ length: 1000 }, (_, i) => `shared:${i}`);
-    let seed = 7;
-    const shuffled = () =>
-      [...keys].sort(() => {
-        seed = (seed * 1103515245 + 12345) % 2 ** 31;
-        return (seed % 3) - 1;
-      });
+    const random = seededRandom(7);
+    const shuffled = () => [...keys].sort(() => random(3) - 1);
     for (let round = 0; round < 3; round++) {
       // Each instance queues the keys in its own order, so its batches hold them in that order.
       for (const [n, t] of instances.entries()) for (const key of shuffled()) await t.service.set(key, { round, n });

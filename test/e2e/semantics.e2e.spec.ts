@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { tableRows } from '../support/database.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 describe('WriteBackService semantics on Postgres', () => {
   let t: WriteBackTestApp | undefined;

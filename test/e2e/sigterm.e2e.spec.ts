@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/database.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
-import { connectSql, databaseUrl, freshSchema, tableRows } from '../support/e2e.js';
+import { sleep, until } from '../support/wait.js';
 
 const KEYS = 400;
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -88,7 +89,7 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
       await sql.query('CREATE TRIGGER slow_flush BEFORE INSERT ON write_back_entries FOR EACH STATEMENT EXECUTE FUNCTION slow_flush()');
 
       const readiness = pollReadiness(demo.url);
-      while (readiness.observations.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      await until(() => readiness.observations.length > 0, 10_000, 'a first readiness observation');
       const signalledAt = Date.now();
       demo.child.kill('SIGTERM');
 
@@ -98,7 +99,7 @@ describe('graceful shutdown of the demo process (SIGTERM)', () => {
         if (readiness.observations.some((o) => o.at > signalledAt && o.status === 503)) {
           refusedWrite = await put(demo, 'late', { late: true }).then((r) => r.status, () => -1);
         }
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await sleep(5);
       }
 
       const code = await demo.exited;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startWriteBack, tableRows, type WriteBackTestApp } from '../support/e2e.js';
+import { tableRows } from '../support/database.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 describe('smoke', () => {
   let t: WriteBackTestApp;

@@ -1,8 +1,9 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { databaseUrl, until } from '../support/e2e.js';
+import { databaseUrl } from '../support/database.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { until } from '../support/wait.js';
 
 /** An echo server: what a test sends through the proxy comes back. */
 async function startEcho(): Promise<{ server: net.Server; url: string }> {

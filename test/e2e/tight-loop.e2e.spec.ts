@@ -1,8 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { tableRows } from '../support/database.js';
+import { tempDir } from '../support/temp-dir.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 /**
  * `for (...) await cache.set(...)` (a batch import, a script) resolves every call on the fast path without the
@@ -33,22 +33,16 @@ describe('a tight await set() loop does not starve the flusher', () => {
 
   it('also with durability wal-async, whose appends resolve at once too', async () => {
     const batchSize = 1000;
-    const walDir = await mkdtemp(path.join(os.tmpdir(), 'write-back-tight-loop-'));
-    try {
-      t = await startWriteBack({ autoFlush: true, batchSize, flushIntervalMs: 3_600_000, maxDirtyEntries: 100_000, durability: 'wal-async', walDir });
-      const service = t.service;
-      let firstFlushAt: number | undefined;
-      for (let i = 0; i < 20_000; i++) {
-        await service.set(`wal-tight:${i}`, { i });
-        if (firstFlushAt === undefined && service.stats().inFlight > 0) firstFlushAt = i + 1;
-      }
-      expect(firstFlushAt, 'a flush started during the loop').toBeDefined();
-      expect(firstFlushAt!).toBeLessThanOrEqual(2 * batchSize);
-      await t.close();
-      t = undefined;
-    } finally {
-      await rm(walDir, { recursive: true, force: true });
+    const walDir = await tempDir('write-back-tight-loop-');
+    t = await startWriteBack({ autoFlush: true, batchSize, flushIntervalMs: 3_600_000, maxDirtyEntries: 100_000, durability: 'wal-async', walDir });
+    const service = t.service;
+    let firstFlushAt: number | undefined;
+    for (let i = 0; i < 20_000; i++) {
+      await service.set(`wal-tight:${i}`, { i });
+      if (firstFlushAt === undefined && service.stats().inFlight > 0) firstFlushAt = i + 1;
     }
+    expect(firstFlushAt, 'a flush started during the loop').toBeDefined();
+    expect(firstFlushAt!).toBeLessThanOrEqual(2 * batchSize);
   });
 
   it('starts a flush when flushIntervalMs passes during the loop, with fewer than batchSize queued per interval', async () => {

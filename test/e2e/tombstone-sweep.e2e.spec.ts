@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TOMBSTONE_SWEEP_BATCH } from '../../src/write-back/store/tombstone-sweeper.js';
-import { connectSql, isPglite, NEEDS_SERVER, startWriteBack, tableRows, until, type WriteBackTestApp } from '../support/e2e.js';
+import { connectSql, isPglite, NEEDS_SERVER, tableRows } from '../support/database.js';
+import { until } from '../support/wait.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 const tombstoneKeys = async (t: WriteBackTestApp): Promise<string[]> =>
   (await t.sql.query('SELECT key FROM write_back_tombstones ORDER BY key')).rows.map((r) => r.key as string);

@@ -1,27 +1,21 @@
 import { Logger } from '@nestjs/common';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WriteBackHealthIndicator } from '../../src/write-back/index.js';
-import { NEEDS_SERVER, freshSchema, isPglite, lockTable, startWriteBack, tableRows, type WriteBackTestApp } from '../support/e2e.js';
+import { NEEDS_SERVER, freshSchema, isPglite, lockTable, tableRows } from '../support/database.js';
+import { tempDir } from '../support/temp-dir.js';
+import { startWriteBack, type WriteBackTestApp } from '../support/write-back-app.js';
 
 const SEGMENT_BYTES = 64 * 1024;
 
 describe('write-ahead log through the module (durability wal-sync)', () => {
   const apps: WriteBackTestApp[] = [];
-  const dirs: string[] = [];
   afterEach(async () => {
     vi.restoreAllMocks();
     for (const app of apps.splice(0)) await app.close();
-    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   });
-
-  async function walDir(): Promise<string> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'write-back-wal-e2e-'));
-    dirs.push(dir);
-    return dir;
-  }
+  const walDir = () => tempDir('write-back-wal-e2e-');
 
   it('shows the log in stats() and the readiness details; segment files are zero-filled to walSegmentBytes', async () => {
     const dir = await walDir();

@@ -2,8 +2,8 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { createApp } from '../../src/config/create-app.js';
+import { connectSql, databaseUrl, freshSchema } from './database.js';
 import { withDemoEnv } from './demo-env.js';
-import { connectSql, databaseUrl, freshSchema } from './e2e.js';
 
 /** The demo service booted in this process, listening, with a SQL client on its schema. */
 export interface BootedDemo {

@@ -1,7 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { inject } from 'vitest';
+import { freePort } from './ports.js';
+import { until } from './wait.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /**
@@ -24,17 +25,6 @@ export function buildDemo(): void {
 
 /** The compiled demo entry point of this worker. */
 export const demoMain = (): string => path.join(buildDir(), 'main.js');
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface DemoProcess {
   child: ChildProcess;
@@ -63,22 +53,18 @@ export async function startDemo(env: Record<string, string>, timeoutMs = 60_000)
   child.stderr!.on('data', (chunk) => (output += chunk));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + timeoutMs;
   let exitedEarly: number | string | undefined;
   void exited.then((code) => (exitedEarly = code));
-  for (;;) {
+  const serving = async () => {
     if (exitedEarly !== undefined) throw new Error(`demo exited (${exitedEarly}) before serving:\n${output}`);
-    try {
-      const response = await fetch(`${url}/health/live`);
-      if (response.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`demo did not serve within ${timeoutMs} ms:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Refused until it listens.
+    return fetch(`${url}/health/live`).then((response) => response.status === 200, () => false);
+  };
+  try {
+    await until(serving, timeoutMs, () => `the demo to serve:\n${output}`);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
   }
   return { child, url, output: () => output, exited };
 }

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports.js';
+import { tempDir } from './temp-dir.js';
+import { until } from './wait.js';
 
 /** Where Debian's `pgbouncer` package installs the binary; `PGBOUNCER_BIN` overrides. */
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'];
@@ -59,7 +61,7 @@ export async function startPgBouncer(
       'pgbouncer is required here (WRITE_BACK_TEST_REQUIRE_POSTGRES=1) but not installed: apt-get install -y pgbouncer, or set PGBOUNCER_BIN',
     );
   }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'write-back-pgbouncer-'));
+  const dir = await tempDir('write-back-pgbouncer-');
   await chmod(dir, 0o755);
   const port = await freePort();
   const ini = path.join(dir, 'pgbouncer.ini');
@@ -93,12 +95,14 @@ export async function startPgBouncer(
     started.stderr!.on('data', (chunk) => (output += chunk));
     let exited = false;
     started.once('exit', () => (exited = true));
-    const deadline = Date.now() + 10_000;
-    while (!(await canConnect(port))) {
-      if (exited) throw new Error(`pgbouncer exited at start:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`pgbouncer did not listen on ${port} within 10 s:\n${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await until(
+      () => {
+        if (exited) throw new Error(`pgbouncer exited at start:\n${output}`);
+        return canConnect(port);
+      },
+      10_000,
+      () => `pgbouncer to listen on ${port}:\n${output}`,
+    );
   };
   const kill = async () => {
     const running = child;
@@ -121,23 +125,12 @@ export async function startPgBouncer(
       await kill();
       await launch();
     },
+    // Its directory goes with the test or the file that started it (tempDir).
     async stop() {
       await kill();
-      await rm(dir, { recursive: true, force: true });
     },
     log: () => output,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

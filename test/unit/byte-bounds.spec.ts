@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CleanCache } from '../../src/write-back/cache/clean-cache.js';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import { cacheWithDirtySet, flushAll } from './support/cache-with-dirty-set.js';
+import { cacheWithDirtySet, flushAll } from '../support/cache-with-dirty-set.js';
 import { resolveWriteBackOptions } from '../../src/write-back/write-back.options.js';
 import { WriteBackConfigError } from '../../src/write-back/write-back.errors.js';
 

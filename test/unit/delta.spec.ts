@@ -14,7 +14,7 @@ import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import { parseWalDeltaState, walDeltaState } from '../../src/write-back/cache/wal-delta-state.js';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/write-back.errors.js';
 import type { StoredRow } from '../../src/write-back/model.js';
-import { cacheWithDirtySet } from './support/cache-with-dirty-set.js';
+import { cacheWithDirtySet } from '../support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 const serialize = (value: unknown) => JSON.stringify(value);

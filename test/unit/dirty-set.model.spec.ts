@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DirtySet } from '../../src/write-back/cache/dirty-set.js';
 import type { FlushItem } from '../../src/write-back/model.js';
-import { ReferenceDirtySet } from './support/reference-dirty-set.js';
-
-/** A small deterministic PRNG (LCG), so a failure replays. */
-function prng(seed: number): (n: number) => number {
-  let x = seed >>> 0;
-  return (n) => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return x % n;
-  };
-}
+import { seededRandom as prng } from '../support/random.js';
+import { ReferenceDirtySet } from '../support/reference-dirty-set.js';
 
 const publicState = (d: DirtySet | ReferenceDirtySet, keys: readonly string[]) => ({
   size: d.size,

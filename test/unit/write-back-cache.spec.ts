@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import type { StoredRow } from '../../src/write-back/model.js';
-import { cacheWithDirtySet, flushAll } from './support/cache-with-dirty-set.js';
+import { cacheWithDirtySet, flushAll } from '../support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;
 

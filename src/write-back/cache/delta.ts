@@ -17,11 +17,25 @@ export interface Delta {
    */
   readonly flat?: true;
   readonly set?: Readonly<Record<string, unknown>>;
+  /** The JSON text of `set` when the caller already serialized it (a snapshot's own text; never out of date). */
+  readonly setText?: string;
 }
 
-/** A flat delta setting `columns` (already serialized and parsed back, so a snapshot). */
-export function setColumnsDelta(columns: Record<string, unknown>): Delta {
-  return { flat: true, set: columns };
+/**
+ * A flat delta setting `columns`: a snapshot the caller no longer holds (serialized and parsed back, or a fresh
+ * object of primitives), with `text` its JSON text when known.
+ */
+export function setColumnsDelta(columns: Record<string, unknown>, text?: string): Delta {
+  return text === undefined ? { flat: true, set: columns } : { flat: true, set: columns, setText: text };
+}
+
+/** What a delta weighs in memory, in UTF-16 units of its JSON (the bound `maxDirtyBytes` counts). */
+export function deltaSize(delta: Delta): number {
+  let size = 0;
+  if (delta.patches !== undefined) for (const patch of delta.patches) size += JSON.stringify(patch).length;
+  if (delta.set !== undefined) size += (delta.setText ?? JSON.stringify(delta.set)).length;
+  if (delta.inc !== undefined) size += typeof delta.inc === 'number' ? 16 : 24 * Object.keys(delta.inc).length;
+  return size;
 }
 
 /** A flat delta adding `by` (a safe integer, checked) to `column`. */
@@ -254,7 +268,7 @@ function describe(value: unknown): string {
 export function deltaText(delta: Delta): string {
   const parts: string[] = [];
   if (delta.flat === true) parts.push('"f":1');
-  if (delta.set !== undefined) parts.push(`"c":${JSON.stringify(delta.set)}`);
+  if (delta.set !== undefined) parts.push(`"c":${delta.setText ?? JSON.stringify(delta.set)}`);
   if (delta.patches !== undefined) parts.push(`"p":${JSON.stringify(delta.patches)}`);
   if (delta.inc !== undefined) parts.push(`"i":${JSON.stringify(delta.inc)}`);
   return `{${parts.join(',')}}`;

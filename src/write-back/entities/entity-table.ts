@@ -263,9 +263,12 @@ export class EntityTable<T extends ObjectLiteral = ObjectLiteral> {
   private scalar(column: EntityColumn, value: unknown): unknown {
     if (typeof value === 'bigint') return value.toString();
     if (DECIMAL_STRING.has(column.type) && typeof value === 'number') return String(value);
-    if (value instanceof Date && column.type === 'date') return value.toISOString().slice(0, 10);
-    if (value instanceof Date && Number.isNaN(value.getTime())) {
-      throw new WriteBackValidationError(`Entity ${this.name}: column "${column.metadata.propertyPath}" holds an invalid Date.`);
+    if (value instanceof Date) {
+      if (Number.isNaN(value.getTime())) {
+        throw new WriteBackValidationError(`Entity ${this.name}: column "${column.metadata.propertyPath}" holds an invalid Date.`);
+      }
+      // What JSON.stringify would write, once, so a document of scalars is its own snapshot.
+      return column.type === 'date' ? value.toISOString().slice(0, 10) : value.toISOString();
     }
     return value;
   }

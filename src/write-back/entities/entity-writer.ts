@@ -2,6 +2,7 @@ import type { ObjectLiteral } from 'typeorm';
 import { deltaText } from '../cache/delta.js';
 import { entityKeyOfStored, parseEntityKey } from '../cache/entity-key.js';
 import type { FlushItem, StoredRow } from '../model.js';
+import { inline } from '../store/session-free-sql.js';
 import { quote, type EntityColumn, type EntityTable } from './entity-table.js';
 
 interface CatalogColumn {
@@ -31,8 +32,10 @@ type Query = (sql: string, params?: unknown[]) => Promise<any>;
  * A batch never holds one primary key twice: the dirty set holds one entry per key.
  */
 export class EntityWriter {
-  private statement: Promise<string> | undefined;
+  private plan: Promise<Plan> | undefined;
   private readonly loadSql: string;
+  /** `"column":` of each primary key column, for the documents of the lean statements. */
+  private readonly primaryFields: string[];
 
   constructor(
     readonly table: EntityTable,
@@ -41,15 +44,67 @@ export class EntityWriter {
     this.loadSql =
       `SELECT t.* FROM ${table.table} AS t, jsonb_populate_record(NULL::${table.table}, $1::jsonb) AS p WHERE ` +
       table.primary.map((c) => `t.${quote(c.name)} = p.${quote(c.name)}`).join(' AND ');
+    this.primaryFields = table.primary.map((c) => `${JSON.stringify(c.name)}:`);
   }
 
-  /** The batch statement, built once (on first use: the table's defaults come from the catalog). */
-  sql(query: Query): Promise<string> {
-    this.statement ??= this.build(query).catch((error) => {
-      this.statement = undefined;
+  /**
+   * The statements of one batch of this entity's rows, with their inputs inline (`origin`: the ledger origin of
+   * increments), and the index among them of the one whose result names the skipped rows (-1: none can be).
+   * Rows that only set columns go, grouped by the columns they name, into plain `UPDATE ... FROM
+   * jsonb_populate_recordset(...)` statements (the shape an app would write by hand); the rest (saves, deletes,
+   * increments, and column sets too few to group) into the general statement. Each row is in exactly one
+   * statement, so the order of the statements changes nothing.
+   */
+  async statements(query: Query, items: readonly FlushItem[], origin: string): Promise<{ sql: string[]; general: number }> {
+    this.plan ??= this.build(query).catch((error) => {
+      this.plan = undefined;
       throw error;
     });
-    return this.statement;
+    const plan = await this.plan;
+    const groups = new Map<string, FlushItem[]>();
+    const rest: FlushItem[] = [];
+    for (const item of items) {
+      const set = item.delta?.inc === undefined ? item.delta?.set : undefined;
+      if (set === undefined) {
+        rest.push(item);
+        continue;
+      }
+      const signature = Object.keys(set).sort().join('\u0000');
+      const group = groups.get(signature);
+      if (group === undefined) groups.set(signature, [item]);
+      else group.push(item);
+    }
+    const sql: string[] = [];
+    for (const [signature, group] of groups) {
+      const lean = group.length >= LEAN_GROUP_MIN ? plan.lean(signature.split('\u0000')) : undefined;
+      if (lean === undefined) rest.push(...group);
+      else sql.push(inline(lean, [this.leanDocument(group)]));
+    }
+    if (rest.length === 0) return { sql, general: -1 };
+    sql.push(inline(plan.general, [this.document(rest), origin]));
+    return { sql, general: sql.length - 1 };
+  }
+
+  /** `[{primary key columns..., set columns..., version column?: version}, ...]` for a lean statement. */
+  private leanDocument(items: readonly FlushItem[]): string {
+    const version = this.table.version === undefined ? undefined : `${JSON.stringify(this.table.version.name)}:`;
+    let document = '[';
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const delta = item.delta!;
+      const set = delta.setText ?? JSON.stringify(delta.set);
+      // The set's own fields, then the module's version last: a later duplicate field wins in jsonb.
+      document += `${i > 0 ? ',' : ''}{${this.primaryText(item.key)},${set.slice(1, -1)}${version === undefined ? '' : `,${version}${item.version}`}}`;
+    }
+    return `${document}]`;
+  }
+
+  /** `"id":1` (or every column of a composite key) from the JSON array of a dirty-set key. */
+  private primaryText(key: string): string {
+    const values = key.slice(key.indexOf('\u0000', 1) + 1);
+    if (this.primaryFields.length === 1) return `${this.primaryFields[0]}${values.slice(1, -1)}`;
+    const parsed = JSON.parse(values) as unknown[];
+    return this.primaryFields.map((field, i) => `${field}${JSON.stringify(parsed[i])}`).join(',');
   }
 
   /**
@@ -89,7 +144,7 @@ export class EntityWriter {
     return { json: JSON.stringify(doc), version };
   }
 
-  private async build(query: Query): Promise<string> {
+  private async build(query: Query): Promise<Plan> {
     const catalog: CatalogColumn[] = await query(
       `SELECT a.attname AS name, pg_get_expr(d.adbin, d.adrelid) AS def, a.attgenerated::text AS generated,
               a.attidentity::text AS identity
@@ -97,8 +152,75 @@ export class EntityWriter {
        WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
       [this.table.table],
     );
-    return buildStatement(this.table, this.ledgerTable, new Map(catalog.map((c) => [c.name, c])));
+    return buildPlan(this.table, this.ledgerTable, new Map(catalog.map((c) => [c.name, c])));
   }
+}
+
+/** Fewer rows naming the same columns than this go into the general statement (one statement less to plan). */
+const LEAN_GROUP_MIN = 16;
+/** Distinct column sets whose lean statement is kept built. */
+const LEAN_CACHE_MAX = 64;
+
+interface Plan {
+  /** Every kind of row: `$1` the document, `$2` the ledger origin. */
+  general: string;
+  /** The lean UPDATE of rows setting exactly `columns` (database names, sorted); undefined when none is settable. */
+  lean(columns: readonly string[]): string | undefined;
+}
+
+function buildPlan(table: EntityTable<ObjectLiteral>, ledgerTable: string, catalog: Map<string, CatalogColumn>): Plan {
+  const general = buildStatement(table, ledgerTable, catalog);
+  const settable = new Set(settableColumns(table, catalog).map((c) => c.name));
+  const built = new Map<string, string | undefined>();
+  return {
+    general,
+    lean(columns) {
+      const signature = columns.join('\u0000');
+      if (built.has(signature)) return built.get(signature);
+      const sql = buildLeanStatement(table, columns.filter((c) => settable.has(c)), columns);
+      if (built.size >= LEAN_CACHE_MAX) built.delete(built.keys().next().value!);
+      built.set(signature, sql);
+      return sql;
+    },
+  };
+}
+
+/**
+ * Columns the flush writes from documents: not generated by Postgres, not the version columns (set apart), and
+ * for updates not the primary key nor an identity column Postgres always generates.
+ */
+function writableColumns(table: EntityTable<ObjectLiteral>, catalog: Map<string, CatalogColumn>): EntityColumn[] {
+  return table.columns.filter((c) => {
+    const found = catalog.get(c.name);
+    return found !== undefined && found.generated === '' && c !== table.version && c !== table.counter;
+  });
+}
+
+function settableColumns(table: EntityTable<ObjectLiteral>, catalog: Map<string, CatalogColumn>): EntityColumn[] {
+  return writableColumns(table, catalog).filter((c) => !c.primary && catalog.get(c.name)!.identity !== 'a');
+}
+
+/**
+ * The general statement's effect on rows that only set `named` columns, as one plain UPDATE: named settable
+ * columns take the document's values (only above the row's version when the module keeps one), an
+ * `@UpdateDateColumn` not named takes now(), the version becomes the greater one, TypeORM's `@VersionColumn`
+ * counts the write. Absent rows are not created.
+ */
+function buildLeanStatement(table: EntityTable<ObjectLiteral>, set: readonly string[], named: readonly string[]): string | undefined {
+  if (set.length === 0) return undefined;
+  const q = quote;
+  const version = table.version;
+  const assignments = set.map((name) =>
+    version === undefined ? `${q(name)} = r.${q(name)}` : `${q(name)} = CASE WHEN t.${q(version.name)} < r.${q(version.name)} THEN r.${q(name)} ELSE t.${q(name)} END`,
+  );
+  if (table.updateDate !== undefined && !named.includes(table.updateDate.name)) assignments.push(`${q(table.updateDate.name)} = now()`);
+  if (version !== undefined) assignments.push(`${q(version.name)} = greatest(t.${q(version.name)}, r.${q(version.name)})`);
+  if (table.counter !== undefined) assignments.push(`${q(table.counter.name)} = coalesce(t.${q(table.counter.name)}, 0) + 1`);
+  return (
+    `UPDATE ${table.table} AS t SET ${assignments.join(', ')} ` +
+    `FROM jsonb_populate_recordset(NULL::${table.table}, $1::jsonb) AS r ` +
+    `WHERE ${table.primary.map((c) => `t.${q(c.name)} = r.${q(c.name)}`).join(' AND ')}`
+  );
 }
 
 function buildStatement(table: EntityTable<ObjectLiteral>, ledgerTable: string, catalog: Map<string, CatalogColumn>): string {
@@ -107,13 +229,9 @@ function buildStatement(table: EntityTable<ObjectLiteral>, ledgerTable: string, 
   const version = table.version;
   const counter = table.counter;
   const updateDate = table.updateDate;
-  // Columns the flush writes from documents: not generated by Postgres, not the version columns (set below).
-  const writable = table.columns.filter((c) => {
-    const found = catalog.get(c.name);
-    return found !== undefined && found.generated === '' && c !== version && c !== counter;
-  });
+  const writable = writableColumns(table, catalog);
   const alwaysIdentity = writable.some((c) => catalog.get(c.name)!.identity === 'a');
-  const settable = writable.filter((c) => !c.primary && catalog.get(c.name)!.identity !== 'a');
+  const settable = settableColumns(table, catalog);
   const pkMatch = (row: string, record: string) => table.primary.map((c) => `${row}.${q(c.name)} = (${record}).${q(c.name)}`).join(' AND ');
   const lit = (name: string) => `'${name.replace(/'/g, "''")}'`;
   const defaultOf = (c: EntityColumn): string => {

@@ -73,7 +73,10 @@ export class WriteBackRepository<T extends ObjectLiteral> {
         throw new WriteBackValidationError(`Entity ${this.table.name}: update() names no column of the entity.`);
       }
       this.stampUpdateDate(doc);
-      return this.service.writeEntityDelta(key, setColumnsDelta(JSON.parse(this.serialize(key, doc))), options);
+      const json = this.serialize(key, doc);
+      // A document of scalars is already a snapshot (Dates became strings); one holding arrays or json values is
+      // parsed back, so the caller's objects are never shared.
+      return this.service.writeEntityDelta(key, setColumnsDelta(onlyScalars(doc) ? doc : JSON.parse(json), json), options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -135,4 +138,12 @@ export class WriteBackRepository<T extends ObjectLiteral> {
       return serializeValue(storedEntityKey(key), doc, this.service.options.maxValueBytes);
     }
   }
+}
+
+function onlyScalars(doc: Record<string, unknown>): boolean {
+  for (const key in doc) {
+    const value = doc[key];
+    if (value !== null && typeof value === 'object') return false;
+  }
+  return true;
 }

@@ -1,6 +1,6 @@
 import type { FlushItem, FlushOutcome, FlushReport } from '../model.js';
 import { withTimeout } from '../with-timeout.js';
-import { WriteBackClosedError, WriteBackFlushTimeoutError } from '../write-back.errors.js';
+import { WriteBackClosedError, WriteBackFlushStalledError, WriteBackFlushTimeoutError } from '../write-back.errors.js';
 import type { BatchWriter } from './batch-writer.js';
 import type { FlushQueue } from './flush-queue.js';
 import type { HotKeyHolding } from './hot-key-holding.js';
@@ -97,7 +97,7 @@ export class FlushWaiters {
         // Nothing queued or in flight: whatever is left was cleaned by a path that already reported it.
         for (const key of waiter.remaining.keys()) if (!this.queue.has(key)) waiter.remaining.delete(key);
         if (waiter.remaining.size > 0 && this.writer.closed) throw new WriteBackClosedError('flush');
-        if (waiter.remaining.size > 0) throw new Error('write-back flush stalled: dirty entries are neither queued nor in flight');
+        if (waiter.remaining.size > 0) throw new WriteBackFlushStalledError();
       }
     }
   }

@@ -97,6 +97,7 @@ export class InvalidationListener {
     this.client = client;
     client.on('notification', (message) => this.onNotification(message));
     client.on('error', (error) => this.lost(client, error));
+    // This plain Error and the heartbeat's are only logged by `lost`, which reconnects: no caller sees them.
     client.on('end', () => this.lost(client, new Error('connection ended')));
     try {
       await client.connect();

@@ -40,3 +40,11 @@ function closesOnlyAtEnd(text: string, tag: string): boolean {
   const tail = text.slice(-(tag.length - 1));
   return (tail + tag).indexOf(tag) === tail.length;
 }
+
+/**
+ * `sql` with its `$1`, `$2`... replaced by dollar-quoted literals of `values`, in one pass (a literal's own text is
+ * never scanned again): the entity statements are written with parameters, the store sends no parameters.
+ */
+export function inline(sql: string, values: readonly string[]): string {
+  return sql.replace(/\$(\d+)(?!\d)/g, (match, n: string) => (Number(n) <= values.length ? dollarQuote(values[Number(n) - 1]) : match));
+}

@@ -13,6 +13,7 @@ import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
 import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
 import type { EntityWriter } from '../entities/entity-writer.js';
+import { WriteBackDuplicateEntityError, WriteBackEntityNotRegisteredError } from '../write-back.errors.js';
 
 /** A dead letter as the public API returns it (value parsed, version as a number). */
 export interface WriteBackDeadLetter {
@@ -300,18 +301,28 @@ export class WriteBackStore implements FlushSink {
     let sql = (plain.length > 0 ? this.batchSql(plain) : this.timeoutSql).replace(/;\s*$/, '');
     const fixUp = plain.length > 0 && this.fixUpSql(plain) !== '' ? 1 : 0;
     const writers = [...byEntity];
+    // Where each entity's result naming its skipped rows is, among the statements (-1: none).
+    const generalAt: number[] = [];
+    let next = plain.length > 0 ? 2 + fixUp : 1;
     for (const [writer, group] of writers) {
       // Entity deltas have their own ledger origin: a key-value key may read like an entity's stored key.
-      const text = await writer.sql((query, params) => this.dataSource.query(query, params));
-      sql += `;${inline(text, [writer.document(group), `${this.deltaOrigin}:entities`])}`;
+      const { sql: statements, general } = await writer.statements(
+        (text, params) => this.dataSource.query(text, params),
+        group,
+        `${this.deltaOrigin}:entities`,
+      );
+      generalAt.push(general < 0 ? -1 : next + general);
+      next += statements.length;
+      sql += `;${statements.join(';')}`;
     }
     // The entity rows are announced like key-value entries (in the same transaction: heard when it commits).
     const entityItems = writers.flatMap(([, group]) => group);
     if (this.replication?.notify === true && entityItems.length > 0) sql += `;${this.notifySql(entityItems)}`;
     const results = await this.runAll<{ skipped: string[]; high: string | null }>(sql, this.batchDeadlineMs);
     const skipped = plain.length > 0 ? this.batchResult(results[1]) : [];
-    const first = plain.length > 0 ? 2 + fixUp : 1;
-    writers.forEach(([writer], i) => skipped.push(...writer.skipped(skippedKeys(results[first + i]))));
+    writers.forEach(([writer], i) => {
+      if (generalAt[i] >= 0) skipped.push(...writer.skipped(skippedKeys(results[generalAt[i]])));
+    });
     return skipped;
   }
 
@@ -333,7 +344,7 @@ export class WriteBackStore implements FlushSink {
   registerEntity(writer: EntityWriter): void {
     const found = this.entityWriters.get(writer.table.name);
     if (found !== undefined && found.table.metadata.target !== writer.table.metadata.target) {
-      throw new Error(`Two entities named ${writer.table.name} are written behind by one instance`);
+      throw new WriteBackDuplicateEntityError(writer.table.name);
     }
     this.entityWriters.set(writer.table.name, writer);
   }
@@ -341,7 +352,7 @@ export class WriteBackStore implements FlushSink {
   entityWriter(key: string): EntityWriter {
     const { entity } = parseEntityKey(key);
     const writer = this.entityWriters.get(entity);
-    if (writer === undefined) throw new Error(`Entity ${entity} is not registered with WriteBackModule.forFeature on this instance`);
+    if (writer === undefined) throw new WriteBackEntityNotRegisteredError(entity);
     return writer;
   }
 
@@ -583,14 +594,6 @@ interface PgClient {
   removeListener(event: 'error', listener: (error: unknown) => void): void;
   /** Back to the pool; with an error, the pool closes the connection instead of handing it out again. */
   release(error?: Error): void;
-}
-
-/**
- * `sql` with its `$1`, `$2`... replaced by dollar-quoted literals of `values`, in one pass (a literal's own text is
- * never scanned again): the entity statements are written with parameters, the store sends no parameters.
- */
-function inline(sql: string, values: readonly string[]): string {
-  return sql.replace(/\$(\d+)(?!\d)/g, (match, n: string) => (Number(n) <= values.length ? dollarQuote(values[Number(n) - 1]) : match));
 }
 
 function skippedKeys(rows: { skipped: string[] }[]): string[] {

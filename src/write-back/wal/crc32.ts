@@ -21,8 +21,8 @@ function makeTable(): Int32Array {
 }
 
 /**
- * CRC-32 of `data`, unsigned. Uses the native `zlib.crc32` (Node >= 20.15 / 22.2), which runs several times faster
- * than the table loop on the append path.
+ * CRC-32 of `data`, unsigned. Uses the native `zlib.crc32` (Node >= 20.15 / 22.2), which is faster than the table
+ * loop on the append path.
  */
 export const crc32: (data: Uint8Array, value?: number) => number =
   typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? zlib.crc32 : crc32Table;

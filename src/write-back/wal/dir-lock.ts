@@ -1,23 +1,5 @@
 import { open, readFile, rm } from 'node:fs/promises';
-import { WriteBackError } from '../write-back.errors.js';
-
-/** Another live process, or another user in this one, holds the lock file of a directory needed here. */
-export class WriteBackDirectoryInUseError extends WriteBackError {
-  constructor(
-    readonly lockPath: string,
-    readonly ownerPid: number,
-    /** What the lock file says holds it (e.g. `write-back instance "audit"`), when it says. */
-    readonly holder: string | undefined,
-    what: string,
-    remedy: string,
-  ) {
-    const by = ownerPid === process.pid ? 'this process (pid ' + ownerPid + ')' : `process ${ownerPid}`;
-    super(
-      `${what} is in use by ${holder === undefined ? by : `${holder} of ${by}`} (lock file ${lockPath}). ${remedy}` +
-        (ownerPid === process.pid ? '' : ' (Delete the lock file only if that process is not using it.)'),
-    );
-  }
-}
+import { WriteBackDirectoryInUseError, WriteBackError } from '../write-back.errors.js';
 
 /** Lock files this process holds: our own pid in a lock file we do not hold is a previous incarnation's. */
 const held = new Set<string>();

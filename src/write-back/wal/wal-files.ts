@@ -57,9 +57,8 @@ let zeroChunk: Buffer | undefined;
  *
  * Why: an fdatasync after a write that grows a file must also commit the new size and block allocation through the
  * file system's journal, which Postgres's own commits keep busy when both share a disk. Overwriting blocks that
- * already exist syncs the data alone. Measured here with Postgres ingesting ~95k rows/s on the same disk: 256
- * writers' group commit went from ~150-200k to ~300-460k acks/s. Postgres zero-fills its WAL segments for the
- * same reason.
+ * already exist syncs the data alone, so group commit keeps its pace while Postgres writes to the same disk.
+ * Postgres zero-fills its WAL segments for the same reason. (Figures: bench/README.md, "Results and history".)
  */
 export async function createZeroFilledFile(file: string, bytes: number): Promise<FileHandle> {
   const handle = await open(file, 'w');
@@ -68,6 +67,7 @@ export async function createZeroFilledFile(file: string, bytes: number): Promise
     for (let position = 0; position < bytes; ) {
       const length = Math.min(zeroChunk.length, bytes - position);
       const { bytesWritten } = await handle.write(zeroChunk, 0, length, position);
+      // Internal: the caller (the WAL's segment preparation) reports it as WalIoError.
       if (bytesWritten <= 0) throw new Error('the write made no progress');
       position += bytesWritten;
     }

@@ -1,5 +1,5 @@
+import { WalCorruptionError } from '../write-back.errors.js';
 import { readRecord, RECORD_HEADER_BYTES, type WalRecord } from './wal-codec.js';
-import { WalCorruptionError } from './wal.errors.js';
 
 /** Torn writes leave whole sectors that were allocated but never written: they read back as zeros. */
 const SECTOR_BYTES = 512;

@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { errorMessage, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
+import { errorMessage, WalIoError, WriteBackClosedError, WriteBackValidationError } from '../write-back.errors.js';
 import { encodeRecord, invalidRecordReason, maxEncodedBytes, type WalRecord } from './wal-codec.js';
 import {
   createZeroFilledFile,
@@ -15,10 +15,9 @@ import { lockDirectory } from './dir-lock.js';
 
 /** The lock file inside walDir; not a segment, so replay ignores it. */
 export const WAL_LOCK_FILE = 'wal.lock';
-import { resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './wal-options.js';
+import type { WalOptions } from './wal-options.js';
 import { scanSegment } from './wal-reader.js';
 import { WalRetention, WalSegment } from './wal-retention.js';
-import { WalIoError } from './wal.errors.js';
 
 /** Counters of `WriteAheadLog.stats()`. */
 export interface WalStats {
@@ -74,10 +73,10 @@ const ASYNC_BUFFER_LIMIT = 4 * 1024 * 1024;
 const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 /**
  * With wal-sync, a group of up to this many bytes is written with `writeSync` on the event-loop thread: copying it
- * into the page cache takes ~0.1 ms for 64 KiB here, while an asynchronous write costs a thread-pool round trip
- * whose completion waits for the event loop, which the flusher can keep busy for milliseconds (256 writers with the
- * flusher running: ~50k -> ~60-65k acks/s). Bigger groups, and every wal-async write (nobody waits for it), go
- * through the thread pool. The fdatasync is always asynchronous.
+ * into the page cache is quick, while an asynchronous write costs a thread-pool round trip whose completion waits
+ * for the event loop, which the flusher can keep busy for milliseconds, and every waiting writer waits with it.
+ * Bigger groups, and every wal-async write (nobody waits for it), go through the thread pool. The fdatasync is
+ * always asynchronous. (Figures: bench/README.md, "Results and history".)
  */
 const INLINE_WRITE_BYTES = 1024 * 1024;
 
@@ -134,7 +133,7 @@ export class WriteAheadLog {
   private prepared: Promise<PreparedFile> | undefined;
 
   private constructor(
-    private readonly options: ResolvedWalOptions,
+    private readonly options: WalOptions,
     firstFreeId: number,
     private readonly unlock: () => Promise<void>,
   ) {
@@ -151,20 +150,19 @@ export class WriteAheadLog {
    * `corruption: 'skip'` is passed over with a warning. New records go to a new segment.
    */
   static async open(options: WalOptions): Promise<{ wal: WriteAheadLog; recovered: WalRecord[] }> {
-    const resolved = resolveWalOptions(options);
-    await ensureDirectory(resolved.dir);
+    await ensureDirectory(options.dir);
     // Two processes appending to (and deleting) one log's segments would lose writes.
     const unlock = await lockDirectory(
-      path.join(resolved.dir, WAL_LOCK_FILE),
-      `The write-ahead log directory ${resolved.dir}`,
+      path.join(options.dir, WAL_LOCK_FILE),
+      `The write-ahead log directory ${options.dir}`,
       'Give each process and each write-back instance its own walDir (in Kubernetes: one volume per pod, e.g. a StatefulSet).',
-      resolved.owner === undefined ? undefined : `write-back instance "${resolved.owner}"`,
+      options.owner === undefined ? undefined : `write-back instance "${options.owner}"`,
     );
     try {
       // Left by a crash while the next segment was being prepared: possibly short, never holding records.
-      await rm(path.join(resolved.dir, PREPARED_SEGMENT_FILE), { force: true });
-      const ids = await listSegmentIds(resolved.dir);
-      const wal = new WriteAheadLog(resolved, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
+      await rm(path.join(options.dir, PREPARED_SEGMENT_FILE), { force: true });
+      const ids = await listSegmentIds(options.dir);
+      const wal = new WriteAheadLog(options, ids.length === 0 ? 1 : ids[ids.length - 1]! + 1, unlock);
       const recovered = await wal.replay(ids);
       await wal.start();
       return { wal, recovered };
@@ -370,7 +368,7 @@ export class WriteAheadLog {
           // The event loop ran all its phases while the fdatasync was in the thread pool, so nothing starves if the
           // next round starts now: one microtask lets the writers just acknowledged append again (they run first),
           // and what came in during the sync is written at once instead of after the next poll phase, whose I/O
-          // callbacks (the flusher's) then run during the next sync. ~10-25% more acks/s with 256 writers.
+          // callbacks (the flusher's) then run during the next sync.
           await null;
         } else {
           await yieldToEventLoop();
@@ -397,6 +395,7 @@ export class WriteAheadLog {
             inline && length <= INLINE_WRITE_BYTES
               ? writeSync(file.handle.fd, chunk.buf, offset, length, file.position)
               : (await file.handle.write(chunk.buf, offset, length, file.position)).bytesWritten;
+          // Internal: caught below and wrapped in WalIoError, the only error a caller sees.
           if (bytesWritten <= 0) throw new Error('the write made no progress');
           offset += bytesWritten;
           file.position += bytesWritten;
@@ -452,6 +451,7 @@ export class WriteAheadLog {
     try {
       // A segment file is never reused: an existing one means something else writes to this directory (the
       // directory lock keeps other logs out, so nothing can create it between this check and the rename).
+      // Internal: caught below and wrapped in WalIoError.
       if (await exists(segment.file)) throw new Error('the segment file exists already');
       await rename(prepared.file, segment.file);
       await syncDirectory(this.options.dir);

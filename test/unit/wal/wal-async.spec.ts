@@ -2,10 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
-import { captureLogger, rec, segmentFiles, tempDir, waitFor } from './wal-test-helpers.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { until } from '../../support/wait.js';
+import { rec, segmentFiles, syncOptions } from '../../support/wal.js';
 
-const asyncOptions = (dir: string, syncIntervalMs: number) =>
-  ({ dir, mode: 'wal-async', syncIntervalMs, logger: captureLogger() }) as const;
+const asyncOptions = (dir: string, syncIntervalMs: number) => syncOptions(dir, { mode: 'wal-async', syncIntervalMs });
 
 /** Polls through setImmediate, which keeps working while setTimeout is faked. */
 async function pollUntil(check: () => boolean | Promise<boolean>, rounds = 5000): Promise<void> {
@@ -56,7 +57,7 @@ describe('WriteAheadLog wal-async', () => {
     const started = Date.now();
     await wal.append(rec('k', 1));
     expect(wal.stats().syncs).toBe(0);
-    await waitFor(() => wal.stats().syncs >= 1, 3000);
+    await until(() => wal.stats().syncs >= 1, 3000);
     expect(Date.now() - started).toBeGreaterThanOrEqual(50);
     await wal.close();
   });

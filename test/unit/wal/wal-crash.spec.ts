@@ -1,12 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
-import { captureLogger, tempDir } from './wal-test-helpers.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { captureLogger, syncOptions } from '../../support/wal.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -19,7 +19,7 @@ const CHILD = `
 import { writeSync } from 'node:fs';
 import { WriteAheadLog } from './src/write-back/wal/index.js';
 const [dir, mode, floor] = process.argv.slice(2);
-const { wal } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, segmentBytes: 4 * 1024, logger: { log: () => {}, warn: console.error, error: console.error } });
+const { wal } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, segmentBytes: 4 * 1024, corruption: 'fail', logger: { log: () => {}, warn: console.error, error: console.error } });
 let version = Number(floor);
 const acked = [];
 setInterval(() => {
@@ -47,7 +47,7 @@ let childDir: string;
 
 beforeAll(async () => {
   // Node 20 cannot run TypeScript: compile the WAL for the child process.
-  childDir = await mkdtemp(join(tmpdir(), 'wal-crash-child-'));
+  childDir = await tempDir('wal-crash-child-');
   await promisify(execFile)(
     join(repo, 'node_modules/.bin/tsc'),
     ['src/write-back/wal/index.ts', '--ignoreConfig', '--module', 'nodenext', '--target', 'es2023', '--types', 'node',
@@ -57,10 +57,6 @@ beforeAll(async () => {
   await writeFile(join(childDir, 'package.json'), '{"type":"module"}');
   await writeFile(join(childDir, 'child.mjs'), CHILD);
 }, 60_000);
-
-afterAll(async () => {
-  if (childDir !== undefined) await rm(childDir, { recursive: true, force: true });
-});
 
 /** Runs the child until it has reported `acks` acknowledgements (plus a random delay), then SIGKILLs it. */
 async function runAndKill(dir: string, mode: string, floor: number, acks: number): Promise<string[]> {
@@ -110,7 +106,7 @@ describe.each(['wal-sync', 'wal-async'] as const)('WriteAheadLog after kill -9 (
       }
 
       const logger = captureLogger();
-      const { wal, recovered } = await WriteAheadLog.open({ dir, mode, syncIntervalMs: 5, logger });
+      const { wal, recovered } = await WriteAheadLog.open(syncOptions(dir, { mode, syncIntervalMs: 5, logger }));
       await wal.close();
       expect(logger.errors).toEqual([]);
       const byKey = new Map(recovered.map((record) => [record.key, record]));

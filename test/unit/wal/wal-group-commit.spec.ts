@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WalIoError, WriteAheadLog } from '../../../src/write-back/wal/index.js';
 import { WriteBackClosedError, WriteBackValidationError } from '../../../src/write-back/write-back.errors.js';
-import { captureLogger, rec, syncOptions, tempDir } from './wal-test-helpers.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { sleep } from '../../support/wait.js';
+import { captureLogger, rec, syncOptions } from '../../support/wal.js';
 
 type Event =
   | { type: 'write-done'; data: string }
@@ -135,7 +137,7 @@ describe('WriteAheadLog group commit (wal-sync)', () => {
       while (!stop) await wal.append(rec(`w${w}`, version++));
     };
     const writers = Array.from({ length: 64 }, (_, w) => writer(w));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     stop = true;
     await Promise.all(writers);
     clearInterval(timer);

@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WriteAheadLog } from '../../../src/write-back/wal/index.js';
 import { WAL_LOCK_FILE } from '../../../src/write-back/wal/write-ahead-log.js';
-import { WriteBackDirectoryInUseError } from '../../../src/write-back/wal/dir-lock.js';
-import { rec, syncOptions, tempDir } from './wal-test-helpers.js';
+import { WriteBackDirectoryInUseError } from '../../../src/write-back/write-back.errors.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { sleep } from '../../support/wait.js';
+import { rec, syncOptions } from '../../support/wal.js';
 
 /** A live process other than this one, to own a lock file. */
 function otherProcess() {
@@ -32,7 +34,7 @@ describe('WAL directory lock', () => {
     const dir = await tempDir();
     const gone = otherProcess();
     gone.stop();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
     await writeFile(join(dir, WAL_LOCK_FILE), `${gone.pid}\n`);
     const { wal } = await WriteAheadLog.open(syncOptions(dir));
     expect((await readFile(join(dir, WAL_LOCK_FILE), 'utf8')).trim()).toBe(String(process.pid));

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodeRecordToBuffer, type WalRecord } from '../../../src/write-back/wal/wal-codec.js';
 import { scanSegment } from '../../../src/write-back/wal/wal-reader.js';
-import { WalCorruptionError } from '../../../src/write-back/wal/wal.errors.js';
-import { rec } from './wal-test-helpers.js';
+import { WalCorruptionError } from '../../../src/write-back/write-back.errors.js';
+import { rec } from '../../support/wal.js';
 
 const records: WalRecord[] = Array.from({ length: 6 }, (_, i) => rec(`key-${i}`, 100 + i));
 const encoded = records.map(encodeRecordToBuffer);

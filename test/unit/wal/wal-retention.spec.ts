@@ -6,7 +6,9 @@ import { WalIoError, WriteAheadLog } from '../../../src/write-back/wal/index.js'
 import { encodeRecordToBuffer } from '../../../src/write-back/wal/wal-codec.js';
 import { scanSegment } from '../../../src/write-back/wal/wal-reader.js';
 import { WalRetention, WalSegment } from '../../../src/write-back/wal/wal-retention.js';
-import { rec, segmentFiles, syncOptions, tempDir, waitFor } from './wal-test-helpers.js';
+import { tempDir } from '../../support/temp-dir.js';
+import { sleep, until } from '../../support/wait.js';
+import { rec, segmentFiles, syncOptions } from '../../support/wal.js';
 
 const name = (id: number): string => `wal-${String(id).padStart(12, '0')}.log`;
 
@@ -145,14 +147,14 @@ describe('WriteAheadLog segments', () => {
     expect(existsSync(prepared)).toBe(false);
     await wal.append(rec('k1', 101));
     // Half full: the next file is being prepared in the background.
-    await waitFor(async () => existsSync(prepared) && (await stat(prepared)).size === segmentBytes);
+    await until(async () => existsSync(prepared) && (await stat(prepared)).size === segmentBytes, 2000);
     expect((await readFile(prepared)).every((byte) => byte === 0)).toBe(true);
     const inode = (await stat(prepared)).ino;
     for (let i = 2; i < 6; i++) await wal.append(rec(`k${i}`, 100 + i));
     expect(await segmentFiles(dir)).toEqual([name(1), name(2)]);
     expect((await stat(join(dir, name(2)))).ino).toBe(inode);
     // Segment 2 is half full in turn: the one after it is being prepared.
-    await waitFor(() => existsSync(prepared));
+    await until(() => existsSync(prepared), 2000);
     await wal.close();
     // Closing removes a prepared file that is not a segment yet.
     expect(await readdir(dir)).not.toContain('wal-next.tmp');
@@ -213,12 +215,12 @@ describe('WriteAheadLog segments', () => {
     wal.settle('b', 2);
     wal.settle('c', 3);
     wal.settle('d', 4); // in the active segment: kept
-    await waitFor(async () => (await segmentFiles(dir)).length === 2);
+    await until(async () => (await segmentFiles(dir)).length === 2, 2000);
     expect(await segmentFiles(dir)).toEqual([name(1), name(4)]);
     expect(wal.stats()).toMatchObject({ segments: 2, pendingRecords: 1 });
 
     wal.settle('a', 0); // older than what is logged: keeps it
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     expect(await segmentFiles(dir)).toEqual([name(1), name(4)]);
     await wal.close();
   });
@@ -229,7 +231,7 @@ describe('WriteAheadLog segments', () => {
     await wal.append(rec('a', 1));
     await wal.append(rec('a', 2));
     await wal.append(rec('b', 3));
-    await waitFor(async () => !(await segmentFiles(dir)).includes(name(1)));
+    await until(async () => !(await segmentFiles(dir)).includes(name(1)), 2000);
     expect(await segmentFiles(dir)).toEqual([name(2), name(3)]);
     expect(wal.stats().pendingRecords).toBe(2);
     await wal.close();
@@ -249,7 +251,7 @@ describe('WriteAheadLog segments', () => {
     await wal.append(rec('z', 5)); // segment 3, active
     wal.settle('k', 3);
     wal.settle('y', 4);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     expect(await segmentFiles(dir)).toEqual([name(1), name(2), name(3)]);
     await wal.close();
 
@@ -259,7 +261,7 @@ describe('WriteAheadLog segments', () => {
     reopened.wal.settle('x', 2);
     reopened.wal.settle('k', 3);
     reopened.wal.settle('y', 4);
-    await waitFor(async () => (await segmentFiles(dir)).length === 2);
+    await until(async () => (await segmentFiles(dir)).length === 2, 2000);
     expect(await segmentFiles(dir)).toEqual([name(3), name(4)]);
     await reopened.wal.close();
   });

@@ -5,11 +5,13 @@ import {
   WriteBackOverloadedError,
   WriteBackWriteThroughError,
   type FlushReport,
-} from '../../../src/write-back/index.js';
+} from '../../src/write-back/index.js';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { TcpProxy } from '../../support/tcp-proxy.js';
-import { databaseUrl, freshSchema } from '../../support/e2e.js';
-import { canonical, connectRetrying, sleep, startChaosApp, type ChaosApp } from './chaos.js';
+import { canonical, chaosLogger } from './chaos.js';
+import { connectRetrying, databaseUrl, freshSchema } from './database.js';
+import { TcpProxy } from './tcp-proxy.js';
+import { sleep } from './wait.js';
+import { startWriteBack, type WriteBackTestApp } from './write-back-app.js';
 
 /**
  * A model-checked history: random interleavings of set / delete / get / flush against the service (through
@@ -118,7 +120,7 @@ export async function runHistory(proxy: TcpProxy, config: RunConfig, ops: readon
   proxy.restore();
   const schema = freshSchema();
   const start = () =>
-    startChaosApp(
+    startWriteBack(
       {
         schema,
         autoFlush: config.autoFlush,
@@ -136,9 +138,9 @@ export async function runHistory(proxy: TcpProxy, config: RunConfig, ops: readon
         // also takes the listen connection and clean copies are then not served (test/e2e/replicas.e2e.spec.ts).
         singleInstance: true,
       },
-      { proxy, http: false },
+      { proxy, logger: chaosLogger() },
     );
-  let t: ChaosApp = await start();
+  let t: WriteBackTestApp = await start();
   let service = t.service;
   const model = new Map<string, Json>();
   const background: Promise<unknown>[] = [];

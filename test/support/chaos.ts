@@ -1,86 +1,19 @@
-import type { INestApplication, LogLevel } from '@nestjs/common';
-import { TerminusModule } from '@nestjs/terminus';
-import { Test } from '@nestjs/testing';
-import type net from 'node:net';
-import pg from 'pg';
-import { HealthController } from '../../../src/kv/health.controller.js';
-import {
-  WriteBackHealthIndicator,
-  WriteBackModule,
-  WriteBackOverloadedError,
-  WriteBackService,
-  type WriteBackModuleOptions,
-} from '../../../src/write-back/index.js';
-import { connectSql, databaseUrl, freshSchema, until } from '../../support/e2e.js';
-import { TcpProxy } from '../../support/tcp-proxy.js';
+import type { LogLevel } from '@nestjs/common';
+import { WriteBackOverloadedError, type WriteBackService } from '../../src/write-back/index.js';
+import { connectRetrying } from './database.js';
+import { sleep } from './wait.js';
+import type { WriteBackTestApp, WriteBackTestSettings } from './write-back-app.js';
 
-export { until };
-
-/** Timers are fine for pacing load and timing an outage; outcomes are always polled with a bound. */
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export interface ChaosApp {
-  app: INestApplication;
-  service: WriteBackService;
-  health: WriteBackHealthIndicator;
-  /** Every connection of the service goes through it. */
-  proxy: TcpProxy;
-  schema: string;
-  /** The demo's /health/live and /health/ready on this app. */
-  httpUrl: string;
-  close(): Promise<void>;
-}
+/** Quiet by default (an outage logs a warning per failed flush); WRITE_BACK_CHAOS_LOG=1 shows errors and warnings. */
+export const chaosLogger = (): LogLevel[] | false => (process.env.WRITE_BACK_CHAOS_LOG === '1' ? ['error', 'warn'] : false);
 
 /**
- * A Nest app with `WriteBackModule.forRoot` connected to Postgres through a fault-injection proxy, on a fresh
- * schema, serving the demo's health endpoints over HTTP. Checks read the table directly (not through the proxy).
+ * How a chaos scenario boots the module (`startWriteBack(options, chaosApp())`): through a fault-injection proxy
+ * of its own, serving the health probes over HTTP. Checks read the table directly, not through the proxy.
  */
-export async function startChaosApp(
-  options: Partial<WriteBackModuleOptions>,
-  settings: { logger?: LogLevel[] | false; proxy?: TcpProxy; http?: boolean } = {},
-): Promise<ChaosApp> {
-  const proxy = settings.proxy ?? (await TcpProxy.start(databaseUrl()));
-  const ownsProxy = settings.proxy === undefined;
-  const schema = options.schema ?? freshSchema();
-  const module = await Test.createTestingModule({
-    imports: [WriteBackModule.forRoot({ url: proxy.url, schema, autoFlush: true, ...options }), TerminusModule],
-    controllers: [HealthController],
-  }).compile();
-  // Quiet by default (an outage logs a warning per failed flush); WRITE_BACK_CHAOS_LOG=1 shows errors and warnings.
-  const logger = settings.logger ?? (process.env.WRITE_BACK_CHAOS_LOG === '1' ? (['error', 'warn'] as LogLevel[]) : false);
-  const app = module.createNestApplication({ logger });
-  let port = 0;
-  if (settings.http === false) {
-    await app.init();
-  } else {
-    await app.listen(0, '127.0.0.1');
-    port = ((app.getHttpServer() as net.Server).address() as net.AddressInfo).port;
-  }
-  let closed = false;
-  return {
-    app,
-    service: app.get(WriteBackService),
-    health: app.get(WriteBackHealthIndicator),
-    proxy,
-    schema,
-    httpUrl: `http://127.0.0.1:${port}`,
-    async close() {
-      if (closed) return;
-      closed = true;
-      proxy.restore();
-      await app.close();
-      if (ownsProxy) await proxy.close();
-    },
-  };
-}
-
-/** HTTP status of GET /health/<probe> on the app. */
-export async function probe(t: ChaosApp, which: 'live' | 'ready'): Promise<number> {
-  const response = await fetch(`${t.httpUrl}/health/${which}`, { signal: AbortSignal.timeout(5000) });
-  await response.arrayBuffer();
-  return response.status;
-}
+export const chaosApp = (): WriteBackTestSettings & { proxy: true } => ({ proxy: true, http: true, logger: chaosLogger() });
 
 export interface LoadOptions {
   writers: number;
@@ -212,7 +145,7 @@ export class Sampler {
   readonly samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly t: ChaosApp) {}
+  constructor(private readonly t: Pick<WriteBackTestApp, 'service' | 'health'>) {}
 
   start(intervalMs = 20): this {
     this.timer = setInterval(() => this.sample(), intervalMs);
@@ -286,19 +219,6 @@ export async function verifyAcked(
     return { lost: lostKeys.length, lostKeys: lostKeys.slice(0, 20), rows: table.size };
   } finally {
     await sql.end();
-  }
-}
-
-/** A pg client on the test database (direct), retrying while the server restarts. */
-export async function connectRetrying(schema?: string, timeoutMs = 30_000): Promise<pg.Client> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await connectSql(schema);
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(100);
-    }
   }
 }
 
