@@ -138,7 +138,8 @@ class EntryQueue {
  * Holding (hot keys): while {@link holding} is on, a key written again after {@link take} took it in the current
  * generation waits in a hold queue, where {@link take} does not see it, until {@link nextGeneration} (the flusher's
  * interval tick) or {@link setHolding}(false) puts it back in front of its fresh queue. `high` writes are never
- * held. So a key written all the time is written to Postgres once per generation, not once per batch.
+ * held. So a key written all the time is written to Postgres once per generation, not once per batch. This is the
+ * mechanism; when holding is on is decided by the flusher's HotKeyHolding policy.
  *
  * Plain data structure: no timers, no I/O. The write pipeline owns it: the cache records writes through it, the
  * flusher reaches {@link take}, {@link complete}, {@link release} and {@link recordRejection} only through the
@@ -189,7 +190,7 @@ export class DirtySet implements DirtyView {
     return this.queuedCount - this.heldCount;
   }
 
-  /** Whether re-written keys are held (see the class comment). Off by default: the flusher turns it on. */
+  /** Whether re-written keys are held (see the class comment). Off by default: HotKeyHolding turns it on. */
   get holding(): boolean {
     return this.holdOn;
   }
