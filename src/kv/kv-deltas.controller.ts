@@ -1,18 +1,10 @@
 import { BadRequestException, Controller, Headers, HttpCode, Param, Patch, Post, Query, UnsupportedMediaTypeException } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService } from '../write-back/index.js';
-import { ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
+import { ErrorResponse, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
 import { writeOptions } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
-
-const KEY_PARAM = { name: 'key', description: 'The key; URL-encode it.', example: 'views:42' } as const;
-const PRIORITY_QUERY = { name: 'priority', required: false, enum: ['high', 'normal', 'low'], description: 'Flush order. Default `normal`.' } as const;
-const WRITE_THROUGH_QUERY = {
-  name: 'writeThrough',
-  required: false,
-  type: 'boolean',
-  description: 'Answer only once Postgres applied the change.',
-} as const;
+import { KvWriteDocs } from './kv-write.docs.js';
 
 /**
  * Counters and partial updates: `POST /kv/:key/increment` (a JSON integer, or an object of integers for fields)
@@ -30,20 +22,13 @@ export class KvDeltasController {
     summary: 'Add to a counter',
     description: 'The body is an integer (the value is a JSON number; absent counts from 0) or an object of integers (fields of the stored object).',
   })
-  @ApiParam(KEY_PARAM)
-  @ApiQuery(PRIORITY_QUERY)
-  @ApiQuery(WRITE_THROUGH_QUERY)
+  @KvWriteDocs()
   @ApiBody({
     required: true,
     schema: { oneOf: [{ type: 'integer' }, { type: 'object', additionalProperties: { type: 'integer' } }], example: { views: 1 } },
   })
-  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not an integer (or object of integers), or the key holds a value it cannot apply to.' })
-  @ApiResponse(UNAUTHORIZED)
-  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
-  @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
-  @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })
   async increment(
     @Param('key') key: string,
     @JsonBody() by: unknown,
@@ -61,17 +46,10 @@ export class KvDeltasController {
     summary: 'Change some fields (JSON Merge Patch)',
     description: 'RFC 7396: nested objects merge, null removes a member; fields not named are left as they are in Postgres.',
   })
-  @ApiParam(KEY_PARAM)
-  @ApiQuery(PRIORITY_QUERY)
-  @ApiQuery(WRITE_THROUGH_QUERY)
+  @KvWriteDocs()
   @ApiBody({ required: true, schema: { type: 'object', example: { lastSeenAt: '2026-11-30T12:00:00Z', away: null } } })
-  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse({ status: 400, type: ErrorResponse, description: 'Not a JSON object.' })
-  @ApiResponse(UNAUTHORIZED)
-  @ApiBearerAuth()
   @ApiResponse({ status: 415, type: ErrorResponse, description: 'Not sent as application/merge-patch+json.' })
-  @ApiResponse({ status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not apply it.' })
-  @ApiResponse({ status: 503, type: ErrorResponse, description: 'Backpressure or shutting down.' })
   async merge(
     @Param('key') key: string,
     @JsonBody() patch: unknown,

@@ -10,37 +10,14 @@ import {
   Put,
   Query,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { WriteBackService } from '../write-back/index.js';
 import { ANY_JSON_SCHEMA, ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
 import { writeOptions } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
+import { KEY_PARAM, KvWriteDocs } from './kv-write.docs.js';
 
-const KEY_PARAM = {
-  name: 'key',
-  description: 'Any non-empty string up to `maxKeyLength` (default 512) UTF-16 units; URL-encode it.',
-  example: 'user:42',
-} as const;
-const PRIORITY_QUERY = {
-  name: 'priority',
-  required: false,
-  enum: ['high', 'normal', 'low'],
-  description: 'Flush order; a `high` write starts a flush within `highPriorityDelayMs`. Default `normal`.',
-} as const;
-const WRITE_THROUGH_QUERY = {
-  name: 'writeThrough',
-  required: false,
-  type: 'boolean',
-  description: 'Answer only once the write is committed to Postgres (502 if Postgres rejects it).',
-} as const;
 const BAD_INPUT = { status: 400, type: ErrorResponse, description: 'Bad key, body or query parameter (the message says which).' } as const;
-const UNAVAILABLE = {
-  status: 503,
-  type: ErrorResponse,
-  description: 'Backpressure (`maxDirtyEntries` or `maxDirtyBytes` reached, `WriteBackOverloadedError`) or shutting down; retry after `Retry-After`.',
-} as const;
-const WRITE_THROUGH_FAILED = { status: 502, type: ErrorResponse, description: 'With `writeThrough=true`: Postgres did not commit the write.' } as const;
-
 /**
  * A key-value API over {@link WriteBackService}. Values are any JSON; writes answer 204 once accepted (in
  * memory, or committed with `?writeThrough=true`). Every key is a key: the operator routes live under `/admin`.
@@ -102,18 +79,11 @@ export class KvController {
     summary: 'Write a value',
     description: 'Accepted in memory (and the write-ahead log, with wal-* durability) and flushed in the background.',
   })
-  @ApiParam(KEY_PARAM)
-  @ApiQuery(PRIORITY_QUERY)
-  @ApiQuery(WRITE_THROUGH_QUERY)
+  @KvWriteDocs()
   @ApiBody({ required: true, description: 'The value, sent with `Content-Type: application/json`.', schema: ANY_JSON_SCHEMA })
-  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
   @ApiResponse(BAD_INPUT)
   @ApiResponse({ status: 413, type: ErrorResponse, description: 'Body over the parser limit (twice maxValueBytes, at least 2 MiB).' })
-  @ApiResponse(UNAUTHORIZED)
-  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
-  @ApiResponse(WRITE_THROUGH_FAILED)
-  @ApiResponse(UNAVAILABLE)
   async put(
     @Param('key') key: string,
     @JsonBody() value: unknown,
@@ -132,16 +102,9 @@ export class KvController {
   @Delete(':key')
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete a value', description: 'A versioned tombstone, flushed like a write; reads answer 404 at once.' })
-  @ApiParam(KEY_PARAM)
-  @ApiQuery(PRIORITY_QUERY)
-  @ApiQuery(WRITE_THROUGH_QUERY)
-  @ApiResponse({ status: 204, description: 'Accepted under the configured durability.' })
+  @KvWriteDocs()
   @ApiResponse(BAD_INPUT)
-  @ApiResponse(UNAUTHORIZED)
-  @ApiBearerAuth()
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
-  @ApiResponse(WRITE_THROUGH_FAILED)
-  @ApiResponse(UNAVAILABLE)
   async delete(
     @Param('key') key: string,
     @Query('priority') priority?: unknown,
