@@ -104,7 +104,16 @@ async function rawGroupCommitWhileIngesting(url, dir, ms) {
 /** The library's WriteAheadLog on its own (no cache, no Postgres), when the build has it: informational. */
 async function walComponent(dir, ms) {
   const { WriteAheadLog } = await import(distUrl('write-back/wal/index.js'));
-  const { wal } = await WriteAheadLog.open({ dir: join(dir, 'wal-component'), mode: 'wal-sync', syncIntervalMs: 100 });
+  // Resolved options, as the module hands them over (builds since the one validation layer no longer default them).
+  const quiet = { log() {}, warn() {}, error: (message) => log(`wal component: ${message}`) };
+  const { wal } = await WriteAheadLog.open({
+    dir: join(dir, 'wal-component'),
+    mode: 'wal-sync',
+    syncIntervalMs: 100,
+    segmentBytes: 16 * 1024 * 1024,
+    corruption: 'fail',
+    logger: quiet,
+  });
   let version = Date.now() * 1000;
   const result = await drive((i) => wal.append({ key: keys[(i * 7919) % KEYS], json: VALUE_JSON[i & POOL_MASK], version: version++, rank: 1 }), ms);
   const { syncs } = wal.stats();
