@@ -1,4 +1,4 @@
-import { BadRequestException } from '@nestjs/common';
+import { BadRequestException, createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { WriteBackPriority, WriteBackSetOptions } from '../write-back/index.js';
 
 const PRIORITIES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];
@@ -10,6 +10,12 @@ export function writeOptions(priority: unknown, writeThrough: unknown): WriteBac
     writeThrough: optionalBoolean('writeThrough', writeThrough),
   };
 }
+
+/** The write options of a `/kv` write route, from `?priority=` and `?writeThrough=` (a bad one is a 400 naming it). */
+export const WriteOptionsQuery = createParamDecorator((_data: unknown, context: ExecutionContext): WriteBackSetOptions => {
+  const { query } = context.switchToHttp().getRequest<{ query: Record<string, unknown> }>();
+  return writeOptions(query.priority, query.writeThrough);
+});
 
 /** `?priority=`: reported as the query parameter it is, not as the library's option. */
 function optionalPriority(raw: unknown): WriteBackPriority | undefined {

@@ -1,8 +1,8 @@
-import { BadRequestException, Controller, Headers, HttpCode, Param, Patch, Post, Query, UnsupportedMediaTypeException } from '@nestjs/common';
+import { BadRequestException, Controller, Headers, HttpCode, Param, Patch, Post, UnsupportedMediaTypeException } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { WriteBackService } from '../write-back/index.js';
+import { WriteBackService, type WriteBackSetOptions } from '../write-back/index.js';
 import { ErrorResponse, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
-import { writeOptions } from './http-params.js';
+import { WriteOptionsQuery } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
 import { KvWriteDocs } from './kv-write.docs.js';
 
@@ -32,11 +32,10 @@ export class KvDeltasController {
   async increment(
     @Param('key') key: string,
     @JsonBody() by: unknown,
-    @Query('priority') priority?: unknown,
-    @Query('writeThrough') writeThrough?: unknown,
+    @WriteOptionsQuery() options: WriteBackSetOptions,
   ): Promise<void> {
     if (by === undefined) throw new BadRequestException('The request body must be a JSON integer or an object of integers.');
-    await this.writeBack.increment(key, by as number | Record<string, number>, writeOptions(priority, writeThrough));
+    await this.writeBack.increment(key, by as number | Record<string, number>, options);
   }
 
   @Patch(':key')
@@ -53,15 +52,14 @@ export class KvDeltasController {
   async merge(
     @Param('key') key: string,
     @JsonBody() patch: unknown,
-    @Headers('content-type') contentType?: string,
-    @Query('priority') priority?: unknown,
-    @Query('writeThrough') writeThrough?: unknown,
+    @Headers('content-type') contentType: string | undefined,
+    @WriteOptionsQuery() options: WriteBackSetOptions,
   ): Promise<void> {
     // RFC 7396 has its own media type: a plain JSON body might be meant as a whole value (PUT).
     if (!/^application\/merge-patch\+json\s*(;|$)/i.test(contentType ?? '')) {
       throw new UnsupportedMediaTypeException('PATCH takes a JSON Merge Patch sent as "Content-Type: application/merge-patch+json".');
     }
     if (patch === undefined) throw new BadRequestException('The request body must be a JSON object sent as application/merge-patch+json.');
-    await this.writeBack.merge(key, patch as Record<string, unknown>, writeOptions(priority, writeThrough));
+    await this.writeBack.merge(key, patch as Record<string, unknown>, options);
   }
 }

@@ -8,12 +8,11 @@ import {
   NotFoundException,
   Param,
   Put,
-  Query,
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { WriteBackService } from '../write-back/index.js';
+import { WriteBackService, type WriteBackSetOptions } from '../write-back/index.js';
 import { ANY_JSON_SCHEMA, ErrorResponse, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE } from './api-schemas.js';
-import { writeOptions } from './http-params.js';
+import { WriteOptionsQuery } from './http-params.js';
 import { JsonBody } from './json-body.decorator.js';
 import { KEY_PARAM, KvWriteDocs } from './kv-write.docs.js';
 
@@ -87,15 +86,14 @@ export class KvController {
   async put(
     @Param('key') key: string,
     @JsonBody() value: unknown,
-    @Query('priority') priority?: unknown,
-    @Query('writeThrough') writeThrough?: unknown,
+    @WriteOptionsQuery() options: WriteBackSetOptions,
   ): Promise<void> {
     if (value === undefined) {
       throw new BadRequestException(
         'The request body must be a JSON value sent with "Content-Type: application/json" (it is empty, or holds only a byte-order mark or white space).',
       );
     }
-    await this.writeBack.set(key, value, writeOptions(priority, writeThrough));
+    await this.writeBack.set(key, value, options);
   }
 
   /** Deletes `key` (a tombstone, flushed like a write); same query options as PUT. */
@@ -107,10 +105,9 @@ export class KvController {
   @ApiResponse(UNSUPPORTED_MEDIA_TYPE)
   async delete(
     @Param('key') key: string,
-    @Query('priority') priority?: unknown,
-    @Query('writeThrough') writeThrough?: unknown,
+    @WriteOptionsQuery() options: WriteBackSetOptions,
   ): Promise<void> {
-    await this.writeBack.delete(key, writeOptions(priority, writeThrough));
+    await this.writeBack.delete(key, options);
   }
 }
 
