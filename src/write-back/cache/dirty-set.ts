@@ -38,11 +38,13 @@ export interface DirtyEntry {
 
 /** What may be read of the dirty set outside its owner (the write pipeline): counts and entries, no mutation. */
 export interface DirtyView {
+  /** Dirty entries, in flight included. */
   readonly size: number;
   readonly bytes: number;
   readonly inFlightCount: number;
   readonly queuedCount: number;
   readonly heldCount: number;
+  /** Queued entries a batch can take now (not in flight, not held). */
   readonly takeableCount: number;
   readonly holding: boolean;
   get(key: string): Readonly<DirtyEntry> | undefined;

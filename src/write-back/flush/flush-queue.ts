@@ -1,4 +1,4 @@
-import type { DirtyEntry, DirtySet } from '../cache/dirty-set.js';
+import type { DirtyEntry, DirtySet, DirtyView } from '../cache/dirty-set.js';
 import type { FlushItem, FlushOutcome } from '../model.js';
 
 /**
@@ -6,14 +6,8 @@ import type { FlushItem, FlushOutcome } from '../model.js';
  * flusher takes items, puts back the ones that did not commit, counts rejections, and reports each item that
  * left the in-flight state for good; the pipeline updates the cache and the write-ahead log from that report.
  */
-export interface FlushQueue {
-  /** Dirty entries, in flight included. */
-  readonly size: number;
-  /** Queued entries a batch can take now (not in flight, not held). */
-  readonly takeableCount: number;
+export interface FlushQueue extends Pick<DirtyView, 'size' | 'takeableCount' | 'get' | 'has'> {
   readonly queuedHighCount: number;
-  get(key: string): Readonly<DirtyEntry> | undefined;
-  has(key: string): boolean;
   oldestQueuedSince(): number | undefined;
   /** Key -> version of every dirty entry: what a `flush()` called now must see persisted. */
   snapshotVersions(): Map<string, number>;
