@@ -6,12 +6,12 @@ import {
 } from '@nestjs/common';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import type { DataSource, EntityTarget, ObjectLiteral } from 'typeorm';
-import { entityKeyOfStored } from './cache/entity-key.js';
+import { entityKeyOfStored } from './model/entity-key.js';
 import { EntityTable } from './entities/entity-table.js';
 import { EntityWriter } from './entities/entity-writer.js';
 import { PRIORITY_RANK } from './cache/dirty-set.js';
 import { serializeValue, validateKey } from './cache/serialize.js';
-import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './cache/delta.js';
+import { incrementDelta, mergeDelta, parseDeltaText, type Delta } from './model/delta.js';
 import type { WriteBackCache } from './cache/write-back-cache.js';
 import { TombstoneSweeper } from './store/tombstone-sweeper.js';
 import { WriteBackStore, type WriteBackDeadLetter } from './store/write-back.store.js';
@@ -23,7 +23,7 @@ import {
 } from './write-back.errors.js';
 import type { ResolvedWriteBackOptions, WriteBackPriority } from './write-back.options.js';
 import { errorCode } from './store/error-classifier.js';
-import type { CircuitState, FlushError, FlushReport, FlushTimer } from './model.js';
+import type { CircuitState, FlushError, FlushReport, FlushTimer } from './model/types.js';
 import type { WalRecord, WriteAheadLog } from './wal/index.js';
 import { HybridClock } from './cache/hybrid-clock.js';
 import { RESOLVED, WritePipeline } from './write-pipeline.js';

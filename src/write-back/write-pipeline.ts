@@ -1,4 +1,4 @@
-import { deltaSize, type Delta } from './cache/delta.js';
+import { deltaSize, type Delta } from './model/delta.js';
 import { DirtySet } from './cache/dirty-set.js';
 import type { HybridClock } from './cache/hybrid-clock.js';
 import { serializeValue } from './cache/serialize.js';
@@ -17,7 +17,7 @@ import type {
   FlushStatus,
   FlushTimer,
   StoredRow,
-} from './model.js';
+} from './model/types.js';
 import { errorCode } from './store/error-classifier.js';
 import type { WalRecord, WalStats, WriteAheadLog } from './wal/index.js';
 import { WriteBackClosedError, WriteBackOverloadedError, WriteBackWriteThroughError } from './write-back.errors.js';

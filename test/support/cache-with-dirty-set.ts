@@ -1,6 +1,6 @@
 import { DirtySet } from '../../src/write-back/cache/dirty-set.js';
 import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
-import type { StoredRow } from '../../src/write-back/model.js';
+import type { StoredRow } from '../../src/write-back/model/types.js';
 
 /**
  * A cache and the dirty set it records writes in, held apart as the write pipeline holds them: a test plays the

@@ -1,7 +1,7 @@
 // The Set-of-keys DirtySet that the linked-list one replaced (for speed), kept as the reference model its
 // randomized test compares against: same operations, same answers.
 import type { DirtyEntry } from '../../src/write-back/cache/dirty-set.js';
-import type { FlushItem } from '../../src/write-back/model.js';
+import type { FlushItem } from '../../src/write-back/model/types.js';
 import type { WriteBackPriority } from '../../src/write-back/write-back.options.js';
 
 const PRIORITY_NAMES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];

@@ -8,12 +8,12 @@ import {
   incrementDelta,
   mergeDelta,
   type Delta,
-} from '../../src/write-back/cache/delta.js';
+} from '../../src/write-back/model/delta.js';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import { WriteBackCache } from '../../src/write-back/cache/write-back-cache.js';
 import { parseWalDeltaState, walDeltaState } from '../../src/write-back/cache/wal-delta-state.js';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/write-back.errors.js';
-import type { StoredRow } from '../../src/write-back/model.js';
+import type { StoredRow } from '../../src/write-back/model/types.js';
 import { cacheWithDirtySet } from '../support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DirtySet } from '../../src/write-back/cache/dirty-set.js';
-import type { FlushItem } from '../../src/write-back/model.js';
+import type { FlushItem } from '../../src/write-back/model/types.js';
 import { seededRandom as prng } from '../support/random.js';
 import { ReferenceDirtySet } from '../support/reference-dirty-set.js';
 

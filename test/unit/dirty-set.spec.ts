@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DirtySet, PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import type { FlushItem } from '../../src/write-back/model.js';
+import type { FlushItem } from '../../src/write-back/model/types.js';
 
 const HIGH = PRIORITY_RANK.high;
 const NORMAL = PRIORITY_RANK.normal;

@@ -7,8 +7,8 @@ import {
   incrementColumnDelta,
   parseDeltaText,
   setColumnsDelta,
-} from '../../src/write-back/cache/delta.js';
-import { entityKey, entityKeyOfStored, isEntityKey, parseEntityKey, storedEntityKey } from '../../src/write-back/cache/entity-key.js';
+} from '../../src/write-back/model/delta.js';
+import { entityKey, entityKeyOfStored, isEntityKey, parseEntityKey, storedEntityKey } from '../../src/write-back/model/entity-key.js';
 import { WriteBackInvalidDeltaError } from '../../src/write-back/index.js';
 
 describe('flat deltas (entity row updates): compose column by column, never merge', () => {

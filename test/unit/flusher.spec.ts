@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
 import { HybridClock } from '../../src/write-back/cache/hybrid-clock.js';
 import type { FlusherOptions } from '../../src/write-back/flush/flusher.js';
-import type { DeadLetterFailure, FlushCompletion, FlushItem, FlushSink, FlushTimer } from '../../src/write-back/model.js';
+import type { DeadLetterFailure, FlushCompletion, FlushItem, FlushSink, FlushTimer } from '../../src/write-back/model/types.js';
 import { WritePipeline } from '../../src/write-back/write-pipeline.js';
 import { WriteBackFlushTimeoutError } from '../../src/write-back/write-back.errors.js';
 

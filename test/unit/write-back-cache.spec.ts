@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRIORITY_RANK } from '../../src/write-back/cache/dirty-set.js';
-import type { StoredRow } from '../../src/write-back/model.js';
+import type { StoredRow } from '../../src/write-back/model/types.js';
 import { cacheWithDirtySet, flushAll } from '../support/cache-with-dirty-set.js';
 
 const NORMAL = PRIORITY_RANK.normal;

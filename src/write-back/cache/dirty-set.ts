@@ -1,6 +1,6 @@
 import type { WriteBackPriority } from '../write-back.options.js';
-import type { Delta } from './delta.js';
-import type { FlushItem } from '../model.js';
+import type { Delta } from '../model/delta.js';
+import type { FlushItem } from '../model/types.js';
 
 export const PRIORITY_RANK: Readonly<Record<WriteBackPriority, number>> = { high: 0, normal: 1, low: 2 };
 export const PRIORITY_NAMES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];

@@ -1,4 +1,4 @@
-import { deltaText, parseDeltaText, type Delta } from './delta.js';
+import { deltaText, parseDeltaText, type Delta } from '../model/delta.js';
 import type { DirtyEntry } from './dirty-set.js';
 
 /** What a WAL delta record holds: every delta of the key not yet committed. */

@@ -1,9 +1,9 @@
-import type { FlushItem, StoredRow } from '../model.js';
+import type { FlushItem, StoredRow } from '../model/types.js';
 import { CleanCache, type CleanEntry } from './clean-cache.js';
-import { applyDelta, composeDelta, type Delta } from './delta.js';
+import { applyDelta, composeDelta, type Delta } from '../model/delta.js';
 import { DirtySet, type DirtyView } from './dirty-set.js';
 import { HybridClock } from './hybrid-clock.js';
-import { isEntityKey } from './entity-key.js';
+import { isEntityKey } from '../model/entity-key.js';
 
 export interface CacheCounters {
   reads: number;

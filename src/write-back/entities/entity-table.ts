@@ -1,7 +1,7 @@
 import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
 import { ApplyValueTransformers } from 'typeorm/util/ApplyValueTransformers.js';
-import { entityKey } from '../cache/entity-key.js';
+import { entityKey } from '../model/entity-key.js';
 import { WriteBackConfigError, WriteBackValidationError } from '../write-back.errors.js';
 
 /** Postgres types the flush sends through `jsonb_populate_record` (also as arrays). */

@@ -1,7 +1,7 @@
 import type { ObjectLiteral } from 'typeorm';
-import { deltaText } from '../cache/delta.js';
-import { entityKeyOfStored, parseEntityKey } from '../cache/entity-key.js';
-import type { FlushItem, StoredRow } from '../model.js';
+import { deltaText } from '../model/delta.js';
+import { entityKeyOfStored, parseEntityKey } from '../model/entity-key.js';
+import type { FlushItem, StoredRow } from '../model/types.js';
 import { inline } from '../store/session-free-sql.js';
 import { quote, type EntityColumn, type EntityTable } from './entity-table.js';
 

@@ -1,6 +1,6 @@
 import type { ObjectLiteral } from 'typeorm';
-import { storedEntityKey } from '../cache/entity-key.js';
-import { incrementColumnDelta, setColumnsDelta } from '../cache/delta.js';
+import { storedEntityKey } from '../model/entity-key.js';
+import { incrementColumnDelta, setColumnsDelta } from '../model/delta.js';
 import { serializeValue } from '../cache/serialize.js';
 import { WriteBackValidationError } from '../write-back.errors.js';
 import type { WriteBackService, WriteBackSetOptions } from '../write-back.service.js';

@@ -1,4 +1,4 @@
-import { isEntityKey, storedEntityKey } from '../cache/entity-key.js';
+import { isEntityKey, storedEntityKey } from '../model/entity-key.js';
 import type {
   CircuitState,
   FlushCounters,
@@ -7,7 +7,7 @@ import type {
   FlushItem,
   FlushOutcome,
   FlushSink,
-} from '../model.js';
+} from '../model/types.js';
 import { classifyError, errorCode } from '../store/error-classifier.js';
 import { errorMessage, truncate } from '../write-back.errors.js';
 import { CircuitBreaker } from './circuit-breaker.js';

@@ -1,4 +1,4 @@
-import type { CircuitState } from '../model.js';
+import type { CircuitState } from '../model/types.js';
 import { backoffDelay } from '../backoff.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { DirtyEntry, DirtySet, DirtyView } from '../cache/dirty-set.js';
-import type { FlushItem, FlushOutcome } from '../model.js';
+import type { FlushItem, FlushOutcome } from '../model/types.js';
 
 /**
  * What the flusher may do to the dirty entries: the narrow port the write pipeline (their owner) hands it. The

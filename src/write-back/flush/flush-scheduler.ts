@@ -1,5 +1,5 @@
 import { errorMessage } from '../write-back.errors.js';
-import type { FlusherLogger, FlushTimer } from '../model.js';
+import type { FlusherLogger, FlushTimer } from '../model/types.js';
 
 /**
  * When flushes start: a self-rescheduling timer ticks every `flushIntervalMs` (an interval tick), and earlier when

@@ -1,4 +1,4 @@
-import type { FlushTimer } from '../model.js';
+import type { FlushTimer } from '../model/types.js';
 
 /** What the flush timer uses of `@nestjs/schedule`'s `SchedulerRegistry`. */
 export interface TimeoutRegistry {

@@ -1,4 +1,4 @@
-import type { FlushItem, FlushOutcome, FlushReport } from '../model.js';
+import type { FlushItem, FlushOutcome, FlushReport } from '../model/types.js';
 import { withTimeout } from '../with-timeout.js';
 import { WriteBackClosedError, WriteBackFlushStalledError, WriteBackFlushTimeoutError } from '../write-back.errors.js';
 import type { BatchWriter } from './batch-writer.js';

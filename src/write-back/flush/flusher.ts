@@ -9,7 +9,7 @@ import type {
   FlushSink,
   FlushStatus,
   FlushTimer,
-} from '../model.js';
+} from '../model/types.js';
 import { WriteBackFlushTimeoutError } from '../write-back.errors.js';
 import { BatchWriter, type BatchWriterOptions } from './batch-writer.js';
 import type { FlushQueue } from './flush-queue.js';

@@ -1,4 +1,4 @@
-import type { FlushOutcome } from '../model.js';
+import type { FlushOutcome } from '../model/types.js';
 import { isLostConnection } from '../store/error-classifier.js';
 import type { BatchWriter } from './batch-writer.js';
 import type { FlushQueue } from './flush-queue.js';

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { DataSource, MigrationExecutor } from 'typeorm';
-import { deltaText } from '../cache/delta.js';
+import { deltaText } from '../model/delta.js';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
-import type { DeadLetterFailure, FlushItem, FlushSink, StoredRow } from '../model.js';
+import type { DeadLetterFailure, FlushItem, FlushSink, StoredRow } from '../model/types.js';
 import { isLostConnection } from './error-classifier.js';
 import { withTimeout } from '../with-timeout.js';
 import { dollarQuote, localStatementTimeout } from './session-free-sql.js';
@@ -11,7 +11,7 @@ import type { ResolvedWriteBackOptions } from '../write-back.options.js';
 import { WRITE_BACK_ENTITIES, WRITE_BACK_MIGRATIONS, WRITE_BACK_MIGRATIONS_TABLE } from './index.js';
 import type { WriteBackOperation } from './write-back-dead-letter.entity.js';
 import { initializeWithRetry, type ConnectRetry } from './connect-retry.js';
-import { isEntityKey, parseEntityKey, storedEntityKey } from '../cache/entity-key.js';
+import { isEntityKey, parseEntityKey, storedEntityKey } from '../model/entity-key.js';
 import type { EntityWriter } from '../entities/entity-writer.js';
 import { WriteBackDuplicateEntityError, WriteBackEntityNotRegisteredError } from '../write-back.errors.js';
 

@@ -1,4 +1,4 @@
-import type { Delta } from './cache/delta.js';
+import type { Delta } from './delta.js';
 
 /**
  * The data the layers pass to each other, at the bottom of the imports: the service, the write pipeline, the
