@@ -16,7 +16,10 @@ export class ArticlesTable implements OnModuleInit {
     const metadata = dataSource.getMetadata(Article);
     const schema = metadata.schema ?? (dataSource.options as { schema?: string }).schema;
     const table = schema ? `"${schema}"."${metadata.tableName}"` : `"${metadata.tableName}"`;
+    // Replicas starting together on a fresh schema would race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type
+    // row): one query string is one transaction, and the lock makes the others wait, then find the table.
     await dataSource.query(`
+      SELECT pg_advisory_xact_lock(hashtext('nestjs-write-back-demo:articles'));
       CREATE TABLE IF NOT EXISTS ${table} (
         "id" text PRIMARY KEY,
         "title" text NOT NULL DEFAULT '',
