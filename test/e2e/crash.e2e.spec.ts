@@ -2,7 +2,7 @@ import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { scanSegment } from '../../src/write-back/wal/wal-reader.js';
-import { connectSql, databaseUrl, freshSchema } from '../support/database.js';
+import { connectSql, databaseUrl, freshSchema, isPglite, NEEDS_SERVER } from '../support/database.js';
 import { buildDemo, startDemo, type DemoProcess } from '../support/demo-process.js';
 import { tempDir } from '../support/temp-dir.js';
 import { until } from '../support/wait.js';
@@ -191,7 +191,8 @@ describe('crash: SIGKILL under load, then restart', () => {
     }
   }, 120_000);
 
-  it('three replicas count through HTTP across a database cut and a kill -9 of one: every acknowledged increment once, in Postgres and on every replica', async () => {
+  // Three server processes and a cut of their connections on the server: embedded PGlite is neither.
+  it.skipIf(isPglite())(`three replicas count through HTTP across a database cut and a kill -9 of one: every acknowledged increment once, in Postgres and on every replica (${NEEDS_SERVER})`, async () => {
     const schema = freshSchema();
     // The replicas' connections carry a name of their own: the cut ends theirs, not those of other test files.
     const applicationName = `wb-crash-replicas-${process.pid}`;
