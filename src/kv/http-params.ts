@@ -4,7 +4,7 @@ import type { WriteBackPriority, WriteBackSetOptions } from '../write-back/index
 const PRIORITIES: readonly WriteBackPriority[] = ['high', 'normal', 'low'];
 
 /** Write options from the query string: `?priority=high|normal|low` and `?writeThrough=true|false`. */
-export function writeOptions(priority: unknown, writeThrough: unknown): WriteBackSetOptions {
+function writeOptions(priority: unknown, writeThrough: unknown): WriteBackSetOptions {
   return {
     priority: optionalPriority(priority),
     writeThrough: optionalBoolean('writeThrough', writeThrough),

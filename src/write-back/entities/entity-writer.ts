@@ -61,7 +61,8 @@ export class EntityWriter {
       throw error;
     });
     const plan = await this.plan;
-    const groups = new Map<string, FlushItem[]>();
+    // Rows that only set columns, by the (sorted) columns they name.
+    const groups = new Map<string, { columns: string[]; items: FlushItem[] }>();
     const rest: FlushItem[] = [];
     for (const item of items) {
       const set = item.delta?.inc === undefined ? item.delta?.set : undefined;
@@ -69,14 +70,15 @@ export class EntityWriter {
         rest.push(item);
         continue;
       }
-      const signature = Object.keys(set).sort().join('\u0000');
+      const columns = Object.keys(set).sort();
+      const signature = columns.join('\u0000');
       const group = groups.get(signature);
-      if (group === undefined) groups.set(signature, [item]);
-      else group.push(item);
+      if (group === undefined) groups.set(signature, { columns, items: [item] });
+      else group.items.push(item);
     }
     const sql: string[] = [];
-    for (const [signature, group] of groups) {
-      const lean = group.length >= LEAN_GROUP_MIN ? plan.lean(signature.split('\u0000')) : undefined;
+    for (const { columns, items: group } of groups.values()) {
+      const lean = group.length >= LEAN_GROUP_MIN ? plan.lean(columns) : undefined;
       if (lean === undefined) rest.push(...group);
       else sql.push(inline(lean, [this.leanDocument(group)]));
     }
@@ -101,7 +103,7 @@ export class EntityWriter {
 
   /** `"id":1` (or every column of a composite key) from the JSON array of a dirty-set key. */
   private primaryText(key: string): string {
-    const values = key.slice(key.indexOf('\u0000', 1) + 1);
+    const values = parseEntityKey(key).primaryKey;
     if (this.primaryFields.length === 1) return `${this.primaryFields[0]}${values.slice(1, -1)}`;
     const parsed = JSON.parse(values) as unknown[];
     return this.primaryFields.map((field, i) => `${field}${JSON.stringify(parsed[i])}`).join(',');
@@ -116,7 +118,7 @@ export class EntityWriter {
     let document = '[';
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      const primaryKey = item.key.slice(item.key.indexOf('\u0000', 1) + 1);
+      const { primaryKey } = parseEntityKey(item.key);
       const head = `{"k":${JSON.stringify(prefix + primaryKey)},"n":${item.version},"p":${primaryKey}`;
       if (i > 0) document += ',';
       if (item.delta !== undefined) {
