@@ -127,9 +127,10 @@ export class WritePipeline {
   }
 
   acceptDelta(key: string, delta: Delta, rank: number, writeThrough: boolean): Promise<void> {
-    if (!writeThrough && this.cache.hasRoomFor(key, deltaSize(delta))) {
+    const chars = deltaSize(delta);
+    if (!writeThrough && this.cache.hasRoomFor(key, chars)) {
       // As for set: a tight loop of increments must let the flusher run once a flush is due.
-      return this.afterWrite(this.writeDelta(key, delta, rank));
+      return this.afterWrite(this.writeDelta(key, delta, rank, chars));
     }
     return this.acceptSlowly(key, delta, rank, writeThrough);
   }
@@ -139,13 +140,13 @@ export class WritePipeline {
    * delta applied to one, else every delta not yet committed (the one in flight, with its version, and the pending
    * ones), so the newest record of a key is all a replay needs.
    */
-  private writeDelta(key: string, delta: Delta, rank: number): Promise<void> | undefined {
+  private writeDelta(key: string, delta: Delta, rank: number, chars: number): Promise<void> | undefined {
     const version = this.cache.writeDelta(
       key,
       delta,
       rank,
       (value) => serializeValue(key, value, this.options.maxValueBytes),
-      deltaSize(delta),
+      chars,
     );
     let durable: Promise<void> | undefined;
     if (this.wal !== undefined) {
@@ -168,7 +169,7 @@ export class WritePipeline {
       await this.waitForRoom(key, chars, deadline);
     }
     const durable =
-      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank);
+      change === null || typeof change === 'string' ? this.write(key, change, rank) : this.writeDelta(key, change, rank, chars);
     if (durable !== undefined) await durable;
     if (writeThrough) {
       const result = await this.flusher.flushKey(key);
